@@ -1,0 +1,32 @@
+# The two commands a new user needs:
+#   make run   - set up, then train UNet and ResNet34-UNet and print their test Dice side by side
+#   make test  - set up, then run the unit tests and the notebooks (nbval, quick mode)
+# Both create a virtual environment in .venv on first use (override with VENV=...).
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+
+.PHONY: run test setup bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	touch $@
+
+run: setup
+	$(PY) -m petlib.run
+
+test: setup
+	$(PY) -m pytest tests
+	PETLIB_QUICK=1 $(PY) -m pytest --nbval-lax -p no:randomly notebooks/
+
+bench: setup
+	$(PY) -m pip install -e ".[bench]"
+	$(PY) -m petlib.bench
+
+clean:
+	rm -rf $(VENV) runs

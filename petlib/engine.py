@@ -1,0 +1,528 @@
+"""The training engine: one epoch of training, an evaluation pass, and ``fit``.
+
+``fit`` is the whole recipe in one screen: build data, model, loss, optimiser and
+schedule from a :class:`~petlib.config.TrainConfig`; for each epoch train, validate,
+record a history row and keep two checkpoints — the best by validation Dice
+(``<out_dir>/<name>.pth``) and the last one (``<name>_last.pth``, which also carries the
+optimiser and schedule so an interrupted run resumes where it stopped).
+
+The same code runs in one process or under ``torchrun`` (DistributedDataParallel):
+each process trains on its shard, validation metrics are summed over all processes
+before dividing, and only rank 0 writes files or shows progress bars.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+from tqdm.auto import tqdm
+
+from . import distributed as dist
+from .checkpoint import load_checkpoint, load_state_dict, save_checkpoint
+from .config import TrainConfig
+from .data import OxfordPetSegmentation
+from .losses import build_loss
+from .metrics import dice_per_image, iou_per_image
+from .models import build_model
+from .transforms import Augment
+
+__all__ = [
+    "pick_device", "seed_everything", "autocast_dtype", "train_one_epoch", "evaluate",
+    "predict_logits", "fit", "FitResult", "make_loaders", "read_history",
+]
+
+HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "seconds"]
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``requested`` if given, else CUDA, then Apple's MPS, then the CPU."""
+    if requested:
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda", dist.local_rank())
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
+    """The mixed-precision dtype to use, or ``None`` for plain float32.
+
+    ``"auto"`` enables AMP on CUDA only: bf16 where the GPU supports it (no loss
+    scaling needed), else fp16. On the CPU bf16 is often emulated and slower than
+    float32, so it is used only when asked for with ``"on"``.
+    """
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu":
+        return torch.bfloat16
+    return torch.float16
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def _use(option: str, device: torch.device) -> bool:
+    """Resolve an "auto"/"on"/"off" speed option: "auto" means on for CUDA only."""
+    return option == "on" or (option == "auto" and device.type == "cuda")
+
+
+# --------------------------------------------------------------------------- data
+
+
+class _ShardSampler(Sampler[int]):
+    """Every ``world_size``-th index from ``rank``: an evaluation shard with no padding.
+
+    ``DistributedSampler`` pads shards to equal length by repeating images, which
+    would count them twice in a validation mean; evaluation needs no equal shards.
+    """
+
+    def __init__(self, length: int, rank: int, world_size: int) -> None:
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def make_loaders(
+    config: TrainConfig, device: torch.device, modes: Iterable[str] = ("train", "valid")
+) -> dict[str, DataLoader]:
+    """DataLoaders for ``modes``, sharded across processes in a distributed run.
+
+    ``config.batch_size`` is the batch size **per process**; evaluation uses
+    ``config.eval_batch_size`` (default twice the training batch: no activations are kept).
+    """
+    num_workers = config.num_workers
+    if num_workers is None:
+        # With the decode-once cache an item is a tensor copy: worker processes would
+        # only compete with the CPU's training threads. On a GPU they overlap copies.
+        num_workers = 0 if device.type == "cpu" else 4
+    loaders = {}
+    for mode in modes:
+        dataset = OxfordPetSegmentation(
+            config.data_path, mode, image_size=config.image_size, cache=config.cache
+        )
+        train = mode == "train"
+        sampler: Sampler[int]
+        if train and dist.is_distributed():
+            sampler = DistributedSampler(dataset, shuffle=True, seed=config.seed, drop_last=True)
+        elif train:
+            sampler = RandomSampler(dataset, generator=torch.Generator())
+        else:
+            sampler = _ShardSampler(len(dataset), dist.rank(), dist.world_size())
+        batch_size = config.batch_size if train else (config.eval_batch_size or 2 * config.batch_size)
+        loaders[mode] = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            # Dropping a short last training batch keeps BatchNorm statistics sane,
+            # but never drop a batch that would leave an epoch empty.
+            drop_last=train and len(dataset) > batch_size,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+        )
+    return loaders
+
+
+def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    """Make the shuffling of ``epoch`` a function of (seed, epoch) only, so resume replays it."""
+    sampler = loader.sampler
+    if isinstance(sampler, DistributedSampler):
+        sampler.set_epoch(epoch)
+    elif isinstance(sampler, RandomSampler) and sampler.generator is not None:
+        sampler.generator.manual_seed(seed * 100_003 + epoch)
+
+
+def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> tuple[Tensor, Tensor]:
+    images = batch["image"].to(device, non_blocking=True)
+    masks = batch["mask"].to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, masks
+
+
+# --------------------------------------------------------------------------- loops
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    device: torch.device,
+    *,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    augment: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    amp_dtype: torch.dtype | None = None,
+    grad_clip: float | None = None,
+    channels_last: bool = False,
+    progress: bool = True,
+    description: str = "train",
+) -> float:
+    """Train for one pass over ``loader`` and return the mean training loss.
+
+    Each step: (1) move the batch to the device, (2) augment it there, (3) forward under
+    autocast, (4) backward (scaled for fp16), (5) clip the gradient norm, (6) step the
+    optimiser and the per-step schedule. The running loss stays on the device; it is
+    read back once per epoch (and every 20 steps for the progress bar) because reading a
+    GPU number forces the host to wait for the GPU.
+    """
+    model.train()
+    total = torch.zeros((), device=device)
+    steps = 0
+    bar = tqdm(loader, desc=description, leave=False, disable=not (progress and dist.is_main()))
+    for batch in bar:
+        images, masks = _to_device(batch, device, channels_last)  # (N,3,S,S), (N,1,S,S)
+        if augment is not None:
+            images, masks = augment(images, masks)
+        with _autocast(device, amp_dtype):
+            logits = model(images)  # (N,1,S,S)
+            loss = loss_fn(logits, masks)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total += loss.detach()
+        steps += 1
+        if steps % 20 == 0:
+            bar.set_postfix(loss=f"{total.item() / steps:.4f}")
+    # Mean over all processes' steps.
+    stats = dist.all_reduce_sum(torch.stack([total, torch.tensor(float(steps), device=device)]))
+    return (stats[0] / stats[1].clamp_min(1)).item()
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: Tensor, tta: bool = False) -> Tensor:
+    """Logits ``(N, 1, H, W)`` for images ``(N, 3, H, W)`` in [0, 1].
+
+    With ``tta`` the logits are averaged with those of the horizontally flipped images
+    (flipped back), a cheap ensemble that smooths borders.
+    """
+    logits = model(images)
+    if tta:
+        logits = (logits + model(images.flip(-1)).flip(-1)) / 2
+    return logits
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    tta: bool = False,
+    per_image: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Loss, Dice and IoU of ``model`` over everything ``loader`` yields.
+
+    Dice and IoU are computed per image and averaged over all images (over all
+    processes in a distributed run), at the loader's image size. The model's
+    train/eval mode is restored afterwards.
+
+    Returns:
+        ``{"loss", "dice", "iou", "count"}`` as floats (``loss`` is NaN without
+        ``loss_fn``); with ``per_image`` also ``"dice_per_image"`` and
+        ``"iou_per_image"``, ``(num_images,)`` CPU tensors in the loader's order
+        (single process only), and ``"indices"``, the dataset index of each.
+    """
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss*n, dice, iou, n
+    dices, ious, indices = [], [], []
+    for batch in tqdm(loader, desc="eval", leave=False, disable=not (progress and dist.is_main())):
+        images, masks = _to_device(batch, device, channels_last)
+        with _autocast(device, amp_dtype):
+            logits = predict_logits(model, images, tta=tta)
+        logits = logits.float()
+        dice = dice_per_image(logits, masks)
+        iou = iou_per_image(logits, masks)
+        n = images.shape[0]
+        if loss_fn is not None:
+            sums[0] += loss_fn(logits, masks).double() * n
+        sums[1] += dice.sum()
+        sums[2] += iou.sum()
+        sums[3] += n
+        if per_image:
+            dices.append(dice.cpu())
+            ious.append(iou.cpu())
+            indices.append(batch["index"].cpu() if torch.is_tensor(batch["index"]) else torch.as_tensor(batch["index"]))
+    model.train(was_training)
+    sums = dist.all_reduce_sum(sums)
+    n = sums[3].clamp_min(1)
+    result: dict[str, Any] = {
+        "loss": (sums[0] / n).item() if loss_fn is not None else math.nan,
+        "dice": (sums[1] / n).item(),
+        "iou": (sums[2] / n).item(),
+        "count": int(sums[3].item()),
+    }
+    if per_image:
+        result["dice_per_image"] = torch.cat(dices) if dices else torch.empty(0)
+        result["iou_per_image"] = torch.cat(ious) if ious else torch.empty(0)
+        result["indices"] = torch.cat(indices) if indices else torch.empty(0, dtype=torch.long)
+    return result
+
+
+# --------------------------------------------------------------------------- fit
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model (last epoch), history and file paths."""
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    best_checkpoint: Path
+    last_checkpoint: Path
+    history_file: Path
+    best_dice: float
+
+
+def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        # No weight decay on biases and normalisation weights: decaying them only hurts.
+        decay = [p for p in model.parameters() if p.ndim > 1]
+        no_decay = [p for p in model.parameters() if p.ndim <= 1]
+        return torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr,
+        )
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; valid: adam, adamw")
+
+
+def _build_scheduler(
+    config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """A per-step learning-rate schedule (stepped after every optimiser step)."""
+    total = max(1, config.epochs * steps_per_epoch)
+    if config.scheduler == "none":
+        return None
+    if config.scheduler == "onecycle":
+        # Warm up over the first 30% (or warmup_epochs, if longer), then cosine
+        # annealing to lr / 1e4.
+        pct = min(0.5, max(0.3, config.warmup_epochs / max(config.epochs, 1)))
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=total, pct_start=pct,
+            div_factor=25.0, final_div_factor=1e4,
+        )
+    if config.scheduler == "cosine":
+        warmup = int(config.warmup_epochs * steps_per_epoch)
+        floor = config.min_lr / config.lr
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    raise ValueError(f"unknown scheduler {config.scheduler!r}; valid: onecycle, cosine, none")
+
+
+def _paths(config: TrainConfig) -> tuple[Path, Path, Path]:
+    out = Path(config.out_dir)
+    return out / f"{config.name}.pth", out / f"{config.name}_last.pth", out / f"{config.name}_history.csv"
+
+
+def _write_history(history: list[dict[str, float]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: row.get(k) for k in HISTORY_FIELDS})
+    tmp.replace(path)
+
+
+def read_history(path: str | Path) -> list[dict[str, float]]:
+    """Read a ``*_history.csv`` written by :func:`fit` (numbers as floats, epoch as int)."""
+    with Path(path).open() as f:
+        return [
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v not in (None, "")}
+            for row in csv.DictReader(f)
+        ]
+
+
+def fit(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = print,
+) -> FitResult:
+    """Train ``config.model`` on ``config.data_path`` as ``config`` says.
+
+    Args:
+        config: the run's settings; saved in every checkpoint and as JSON beside them.
+        resume: continue from ``<out_dir>/<name>_last.pth`` if it exists (model,
+            optimiser, schedule, epoch, history and best score), with the config stored
+            there; the continued run shuffles and augments as the uninterrupted one would.
+        progress: show tqdm bars.
+        log: called with one line per epoch (``None`` for silence).
+
+    Returns:
+        A :class:`FitResult`. The best checkpoint is the epoch with the highest
+        validation Dice; ties keep the earlier epoch.
+    """
+    device = pick_device(config.device)
+    distributed = dist.init_from_env(device)
+    log = log if (log is not None and dist.is_main()) else (lambda _msg: None)
+    best_path, last_path, history_path = _paths(config)
+
+    state = None
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path, map_location="cpu")
+        stored = TrainConfig.from_dict(state["config"])
+        # Where to put files and what device to use may differ from the interrupted
+        # run; everything else must stay the same for the schedule to make sense.
+        config = TrainConfig.from_dict({**stored.to_dict(), "out_dir": config.out_dir, "device": config.device,
+                                        "epochs": max(stored.epochs, config.epochs)})
+        if config.epochs != stored.epochs:
+            log(f"extending the run from {stored.epochs} to {config.epochs} epochs")
+        log(f"resuming {last_path} after epoch {state['epoch']}")
+    elif resume:
+        log(f"nothing to resume at {last_path}; starting a new run")
+
+    seed_everything(config.seed)
+    loaders = make_loaders(config, device)
+    model_kwargs = dict(config.model_kwargs)
+    if state is not None:
+        model_kwargs.pop("pretrained", None)  # weights come from the checkpoint
+    model = build_model(config.model, **model_kwargs).to(device)
+    channels_last = _use(config.channels_last, device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    amp_dtype = autocast_dtype(device, config.amp)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+
+    optimizer = _build_optimizer(config, model)
+    steps_per_epoch = len(loaders["train"])
+    scheduler = _build_scheduler(config, optimizer, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+    history: list[dict[str, float]] = []
+    best_dice, start_epoch = -1.0, 1
+    if state is not None:
+        load_state_dict(model, state["model_state"], source=str(last_path))
+        optimizer.load_state_dict(state["optimizer_state"])
+        if scheduler is not None and state.get("scheduler_state") is not None:
+            scheduler.load_state_dict(state["scheduler_state"])
+        if scaler is not None and state.get("scaler_state") is not None:
+            scaler.load_state_dict(state["scaler_state"])
+        history = list(state["history"])
+        best_dice = float(state["best_dice"])
+        start_epoch = int(state["epoch"]) + 1
+
+    train_model: nn.Module = model
+    if distributed:
+        ddp_ids = [device.index] if device.type == "cuda" else None
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+    if config.compile:
+        train_model = torch.compile(train_model)
+    loss_fn = build_loss(config.loss)
+    augment = Augment() if config.augment else None
+
+    if dist.is_main():
+        Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+        config.save_json(Path(config.out_dir) / f"{config.name}_config.json")
+
+    def checkpoint(epoch: int) -> dict[str, Any]:
+        return {
+            "model_name": config.model,
+            "model_kwargs": config.model_kwargs,
+            "model_state": model.state_dict(),
+            "config": config.to_dict(),
+            "history": history,
+            "epoch": epoch,
+            "best_dice": best_dice,
+        }
+
+    log(
+        f"training {config.model} on {device} ({dist.world_size()} process(es), batch {config.batch_size} per process)"
+        f" | {len(loaders['train'].dataset)} train / {len(loaders['valid'].dataset)} valid images"
+        f" at {config.image_size}px | amp={amp_dtype} channels_last={channels_last} compile={config.compile}"
+    )
+    for epoch in range(start_epoch, config.epochs + 1):
+        start = time.perf_counter()
+        # Seed per epoch so a resumed run draws the same shuffles and augmentations.
+        torch.manual_seed(config.seed * 100_003 + epoch + dist.rank() * 7919)
+        _set_epoch(loaders["train"], config.seed, epoch)
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss = train_one_epoch(
+            train_model, loaders["train"], optimizer, loss_fn, device,
+            scheduler=scheduler, augment=augment, scaler=scaler, amp_dtype=amp_dtype,
+            grad_clip=config.grad_clip, channels_last=channels_last, progress=progress,
+            description=f"epoch {epoch}/{config.epochs}",
+        )
+        # Validate the plain module: DDP's forward hooks are for training only.
+        val = evaluate(model, loaders["valid"], device, loss_fn, amp_dtype=amp_dtype,
+                       channels_last=channels_last, tta=config.tta)
+        row = {
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_dice": val["dice"],
+            "val_iou": val["iou"], "lr": lr, "seconds": time.perf_counter() - start,
+        }
+        history.append(row)
+        improved = val["dice"] > best_dice
+        if improved:
+            best_dice = val["dice"]
+        if dist.is_main():
+            if improved:
+                save_checkpoint(checkpoint(epoch), best_path)
+            last = checkpoint(epoch)
+            last["optimizer_state"] = optimizer.state_dict()
+            last["scheduler_state"] = scheduler.state_dict() if scheduler is not None else None
+            last["scaler_state"] = scaler.state_dict() if scaler is not None else None
+            save_checkpoint(last, last_path)
+            _write_history(history, history_path)
+        log(
+            f"epoch {epoch:3d}/{config.epochs} | train loss {train_loss:.4f} | val loss {val['loss']:.4f} "
+            f"| val Dice {val['dice']:.4f} | lr {lr:.2e} | {row['seconds']:.1f}s" + (" *" if improved else "")
+        )
+    dist.barrier()
+    return FitResult(model, history, best_path, last_path, history_path, best_dice)

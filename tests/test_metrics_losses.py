@@ -1,0 +1,102 @@
+"""Dice/IoU conventions and the losses' edge cases."""
+import math
+
+import pytest
+import torch
+
+from petlib.losses import LOSSES, BCEDiceLoss, SoftDiceLoss, build_loss
+from petlib.metrics import dice_per_image, dice_score, iou_per_image, iou_score
+
+BIG = 20.0  # a logit whose sigmoid is ~1
+
+
+def logits_from(mask: torch.Tensor) -> torch.Tensor:
+    """Confident logits that predict exactly ``mask``."""
+    return torch.where(mask > 0, torch.tensor(BIG), torch.tensor(-BIG))
+
+
+def test_perfect_prediction_scores_one():
+    masks = (torch.rand(3, 1, 8, 8) > 0.5).float()
+    assert dice_per_image(logits_from(masks), masks).tolist() == [1.0, 1.0, 1.0]
+    assert iou_score(logits_from(masks), masks) == 1.0
+
+
+def test_both_empty_scores_one_and_one_empty_scores_zero():
+    empty = torch.zeros(1, 1, 4, 4)
+    full = torch.ones(1, 1, 4, 4)
+    assert dice_score(logits_from(empty), empty) == 1.0
+    assert iou_score(logits_from(empty), empty) == 1.0
+    assert dice_score(logits_from(full), empty) == 0.0  # predicts pet where there is none
+    assert dice_score(logits_from(empty), full) == 0.0  # misses the whole pet
+
+
+def test_known_overlap_values():
+    truth = torch.zeros(1, 1, 4, 4)
+    truth[..., :2, :] = 1  # 8 pixels
+    pred = torch.zeros(1, 1, 4, 4)
+    pred[..., :1, :] = 1  # 4 pixels, all inside the truth
+    assert dice_score(logits_from(pred), truth) == pytest.approx(2 * 4 / (4 + 8))
+    assert iou_score(logits_from(pred), truth) == pytest.approx(4 / 8)
+
+
+def test_threshold_is_sigmoid_half():
+    masks = torch.ones(1, 1, 1, 2)
+    logits = torch.tensor([[[[0.01, -0.01]]]])  # sigmoid just above / below 0.5
+    assert dice_score(logits, masks) == pytest.approx(2 * 1 / (1 + 2))
+
+
+def test_split_mean_is_per_image_not_per_batch():
+    # Batch A: 3 perfect images; batch B: 1 image scoring 0. Mean over images = 0.75,
+    # mean of batch means would be 0.5.
+    masks = torch.ones(4, 1, 4, 4)
+    logits = logits_from(masks).clone()
+    logits[3] = -BIG
+    per_image = torch.cat([dice_per_image(logits[:3], masks[:3]), dice_per_image(logits[3:], masks[3:])])
+    assert per_image.mean().item() == pytest.approx(0.75)
+
+
+def test_per_image_shapes_and_bool_masks():
+    masks = torch.rand(5, 1, 7, 9) > 0.5
+    logits = torch.randn(5, 1, 7, 9)
+    assert dice_per_image(logits, masks).shape == (5,)
+    assert iou_per_image(logits, masks).shape == (5,)
+    d, i = dice_per_image(logits, masks), iou_per_image(logits, masks)
+    # Dice = 2 IoU / (1 + IoU) holds image by image.
+    assert torch.allclose(d, 2 * i / (1 + i))
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_losses_are_low_for_right_and_high_for_wrong(name):
+    loss_fn = build_loss(name)
+    masks = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    right = loss_fn(logits_from(masks), masks).item()
+    wrong = loss_fn(logits_from(1 - masks), masks).item()
+    assert right < 0.01 and wrong > 0.9
+    logits = torch.randn(2, 1, 8, 8, requires_grad=True)
+    loss_fn(logits, masks).backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+def test_soft_dice_empty_truth_and_empty_prediction_is_zero_loss():
+    empty = torch.zeros(1, 1, 8, 8)
+    assert SoftDiceLoss()(logits_from(empty), empty).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_bce_dice_is_the_sum():
+    masks = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    logits = torch.randn(2, 1, 8, 8)
+    total = BCEDiceLoss()(logits, masks)
+    parts = build_loss("bce")(logits, masks) + build_loss("dice")(logits, masks)
+    assert total.item() == pytest.approx(parts.item())
+
+
+def test_losses_in_float32_under_half_inputs():
+    masks = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    logits = torch.randn(2, 1, 8, 8).to(torch.bfloat16)
+    assert build_loss("bce+dice")(logits, masks).dtype == torch.float32
+
+
+def test_unknown_loss_lists_valid_names():
+    with pytest.raises(ValueError, match="bce, dice, bce\\+dice"):
+        build_loss("focal")
+    assert not math.isnan(build_loss("dice")(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)).item())
