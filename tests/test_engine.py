@@ -1,0 +1,179 @@
+"""Training engine: real images train, checkpoints round-trip, interrupted runs resume."""
+import dataclasses
+
+import pytest
+import torch
+
+from petlib.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from petlib.config import RECIPES, TrainConfig, recipe
+from petlib.data import SAMPLE_ROOT, OxfordPetSegmentation
+from petlib.engine import _build_scheduler, evaluate, fit, read_history
+from petlib.losses import build_loss
+from petlib.models import build_model
+
+
+def tiny_config(tmp_path, **overrides) -> TrainConfig:
+    base = TrainConfig(
+        model="resnet34_unet", data_path=str(SAMPLE_ROOT), image_size=32, epochs=2, batch_size=4,
+        lr=1e-3, out_dir=str(tmp_path / "models"), cache=True, seed=0, num_workers=0,
+    )
+    return dataclasses.replace(base, **overrides)
+
+
+def test_a_few_steps_on_four_real_images_lower_the_loss():
+    torch.manual_seed(0)
+    dataset = OxfordPetSegmentation(SAMPLE_ROOT, "train", image_size=64)
+    batch = [dataset[i] for i in range(4)]
+    images = torch.stack([b["image"] for b in batch])  # (4, 3, 64, 64)
+    masks = torch.stack([b["mask"] for b in batch])  # (4, 1, 64, 64)
+    model = build_model("resnet34_unet")
+    loss_fn = build_loss("bce+dice")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        loss = loss_fn(model(images), masks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_fit_writes_best_last_history_and_config(tmp_path):
+    config = tiny_config(tmp_path)
+    result = fit(config, progress=False, log=None)
+    assert result.best_checkpoint.is_file() and result.last_checkpoint.is_file()
+    assert (tmp_path / "models" / "resnet34_unet_config.json").is_file()
+    history = read_history(result.history_file)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert set(history[0]) >= {"train_loss", "val_loss", "val_dice", "val_iou", "lr", "seconds"}
+    best = load_checkpoint(result.best_checkpoint)
+    assert best["val_dice"] if "val_dice" in best else True
+    assert best["best_dice"] == pytest.approx(max(row["val_dice"] for row in history))
+    last = load_checkpoint(result.last_checkpoint)
+    assert last["epoch"] == 2 and "optimizer_state" in last and "scheduler_state" in last
+    # No stray temporary files: every write was a rename.
+    assert not [p for p in (tmp_path / "models").iterdir() if p.name.endswith(".tmp")]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupt_after_epoch(n: int):
+    """A log callback that kills the run right after epoch ``n`` was saved (like Ctrl-C)."""
+
+    def log(line: str) -> None:
+        if line.startswith(f"epoch {n:3d}/"):
+            raise _Interrupt(line)
+
+    return log
+
+
+def _weights(path):
+    return torch.cat([v.flatten().float() for v in load_checkpoint(path)["model_state"].values()])
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    full = fit(tiny_config(tmp_path / "full", epochs=3), progress=False, log=None)
+
+    config = tiny_config(tmp_path / "killed", epochs=3)
+    with pytest.raises(_Interrupt):
+        fit(config, progress=False, log=_interrupt_after_epoch(2))
+    assert load_checkpoint(tmp_path / "killed" / "models" / "resnet34_unet_last.pth")["epoch"] == 2
+    resumed = fit(config, resume=True, progress=False, log=None)
+
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    # Same schedule, shuffles and augmentations: the same weights as the uninterrupted run.
+    assert torch.allclose(_weights(resumed.last_checkpoint), _weights(full.last_checkpoint), atol=1e-6)
+    assert [r["lr"] for r in resumed.history] == pytest.approx([r["lr"] for r in full.history])
+
+
+def test_resume_without_a_checkpoint_starts_fresh(tmp_path):
+    result = fit(tiny_config(tmp_path, epochs=1), resume=True, progress=False, log=None)
+    assert len(result.history) == 1
+
+
+def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
+    model = build_model("resnet34_unet").eval()
+    path = save_checkpoint(
+        {"model_name": "resnet34_unet", "model_kwargs": {}, "model_state": model.state_dict(),
+         "config": TrainConfig().to_dict(), "history": [], "epoch": 0}, tmp_path / "m.pth")
+    loaded, checkpoint = load_model(path)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert checkpoint["format"] == 1
+    with pytest.raises(CheckpointError, match="holds a 'resnet34_unet' model, not 'unet'"):
+        load_model(path, expected_model="unet")
+    # Weights of one architecture under the other's name: a clear error, not a crash.
+    bad = torch.load(path, weights_only=False)
+    bad["model_name"] = "unet"
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match="do not fit UNet"):
+        load_model(tmp_path / "bad.pth")
+
+
+def test_bad_checkpoint_files_are_named(tmp_path):
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pth"):
+        load_checkpoint(tmp_path / "junk.pth")
+    with pytest.raises(FileNotFoundError, match="nothere.pth"):
+        load_checkpoint(tmp_path / "nothere.pth")
+    torch.save({"weights": 1}, tmp_path / "foreign.pth")
+    with pytest.raises(CheckpointError, match="not a petlib checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pth")
+
+
+def test_interrupted_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint({"model_name": "unet", "model_state": {}, "epoch": 1}, tmp_path / "c.pth")
+
+    def broken_save(obj, f):
+        f.write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"model_name": "unet", "model_state": {}, "epoch": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pth"]
+
+
+def test_evaluate_restores_mode_and_counts_every_image(tmp_path):
+    dataset = OxfordPetSegmentation(SAMPLE_ROOT, "test", image_size=32)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3)  # 8 images: 3 + 3 + 2
+    model = build_model("resnet34_unet").train()
+    result = evaluate(model, loader, torch.device("cpu"), build_loss("bce"), per_image=True)
+    assert model.training
+    assert result["count"] == len(dataset) == len(result["dice_per_image"])
+    assert result["dice"] == pytest.approx(result["dice_per_image"].mean().item())
+    assert result["indices"].tolist() == list(range(len(dataset)))
+
+
+@pytest.mark.parametrize("name", ["onecycle", "cosine"])
+def test_schedules_warm_up_then_decay(name):
+    config = TrainConfig(epochs=10, lr=1e-3, scheduler=name, warmup_epochs=1, min_lr=1e-5)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
+    scheduler = _build_scheduler(config, optimizer, steps_per_epoch=10)
+    lrs = []
+    for _ in range(100):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    peak = lrs.index(max(lrs))
+    assert 0 < peak < 60 and max(lrs) == pytest.approx(1e-3, rel=0.05)
+    assert lrs[0] < 0.2e-3 and lrs[-1] < 0.05e-3
+
+
+def test_recipes_and_config_json_round_trip(tmp_path):
+    assert set(RECIPES) == {"lab", "smp", "petlib"}
+    lab = recipe("lab", epochs=3)
+    assert (lab.loss, lab.optimizer, lab.lr, lab.augment, lab.epochs) == ("bce", "adam", 5e-5, False, 3)
+    with pytest.raises(ValueError, match="lab, smp, petlib"):
+        recipe("mine")
+    path = tmp_path / "c.json"
+    lab.save_json(path)
+    import json
+
+    assert TrainConfig.from_dict(json.loads(path.read_text())) == lab
