@@ -13,7 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "RECIPES", "recipe"]
+__all__ = ["TrainConfig", "RECIPES", "DEFAULT_LR", "recipe"]
+
+#: petlib's peak learning rate per network (AdamW, one-cycle), from learning-rate range
+#: tests (``python -m petlib.experiments lr-find``) and validation Dice; see the README.
+DEFAULT_LR: dict[str, float] = {"unet": 1e-3, "resnet34_unet": 1e-3}
 
 
 @dataclass
@@ -31,7 +35,7 @@ class TrainConfig:
     # Optimisation.
     epochs: int = 50
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float | None = None  # None: petlib's learning rate for the model, see DEFAULT_LR
     optimizer: str = "adamw"  # "adamw" or "adam"
     weight_decay: float = 1e-4
     scheduler: str = "onecycle"  # "onecycle", "cosine", "none"
@@ -54,6 +58,11 @@ class TrainConfig:
     out_dir: str = "saved_models"
     run_name: str | None = None  # checkpoint file stem; default: the model name
     device: str | None = None  # default: CUDA, then MPS, then CPU
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or petlib's default for ``model`` when ``lr`` is None."""
+        return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, 1e-3)
 
     @property
     def name(self) -> str:

@@ -13,6 +13,7 @@ before dividing, and only rank 0 writes files or shows progress bars.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import random
@@ -323,14 +324,14 @@ class FitResult:
 
 def _build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     if config.optimizer == "adamw":
         # No weight decay on biases and normalisation weights: decaying them only hurts.
         decay = [p for p in model.parameters() if p.ndim > 1]
         no_decay = [p for p in model.parameters() if p.ndim <= 1]
         return torch.optim.AdamW(
             [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=config.lr,
+            lr=config.learning_rate,
         )
     raise ValueError(f"unknown optimizer {config.optimizer!r}; valid: adam, adamw")
 
@@ -347,12 +348,12 @@ def _build_scheduler(
         # annealing to lr / 1e4.
         pct = min(0.5, max(0.3, config.warmup_epochs / max(config.epochs, 1)))
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total, pct_start=pct,
+            optimizer, max_lr=config.learning_rate, total_steps=total, pct_start=pct,
             div_factor=25.0, final_div_factor=1e4,
         )
     if config.scheduler == "cosine":
         warmup = int(config.warmup_epochs * steps_per_epoch)
-        floor = config.min_lr / config.lr
+        floor = config.min_lr / config.learning_rate
 
         def factor(step: int) -> float:
             if step < warmup:
@@ -429,6 +430,8 @@ def fit(
     elif resume:
         log(f"nothing to resume at {last_path}; starting a new run")
 
+    # Record the learning rate actually used, not "None = the model's default".
+    config = dataclasses.replace(config, lr=config.learning_rate)
     seed_everything(config.seed)
     loaders = make_loaders(config, device)
     model_kwargs = dict(config.model_kwargs)

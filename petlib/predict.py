@@ -26,7 +26,31 @@ from .data import read_image
 from .engine import pick_device, predict_logits
 from .plotting import overlay
 
-__all__ = ["predict_mask", "main"]
+__all__ = ["predict_mask", "predict_logits_at_size", "main"]
+
+
+def predict_logits_at_size(
+    model: nn.Module,
+    image: Image.Image,
+    image_size: int,
+    *,
+    tta: bool = False,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Logits ``(1, 1, H, W)`` for one ``W x H`` photo, predicted at ``image_size`` and resized back.
+
+    The photo is resized exactly as the dataset does (PIL bilinear, antialiased) so the
+    model sees what it was trained on; the logits are resized back bilinearly, which
+    gives smoother borders than resizing a hard mask.
+    """
+    width, height = image.size
+    resized = image.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+    x = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float().div_(255)[None]  # (1,3,S,S)
+    was_training = model.training
+    model.eval()
+    logits = predict_logits(model, x.to(device), tta=tta)  # (1,1,S,S)
+    model.train(was_training)
+    return F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
 
 
 def predict_mask(
@@ -50,14 +74,7 @@ def predict_mask(
     Returns:
         ``(H, W)`` bool array.
     """
-    width, height = image.size
-    # Resize exactly as the dataset does (PIL bilinear, antialiased) so the model sees
-    # what it was trained on.
-    resized = image.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-    x = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float().div_(255)[None]  # (1,3,S,S)
-    model.eval()
-    logits = predict_logits(model, x.to(device), tta=tta)  # (1,1,S,S)
-    logits = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
+    logits = predict_logits_at_size(model, image, image_size, tta=tta, device=device)
     return (torch.sigmoid(logits)[0, 0] > threshold).cpu().numpy()
 
 

@@ -1,0 +1,195 @@
+"""Experiments behind the README's numbers.
+
+    python -m petlib.experiments compare-recipes --model resnet34_unet \\
+        --data_path ../shared/data/oxford-iiit-pet-sample --image_size 128 --epochs 30
+
+trains the same network with three recipes -- the course lab's, segmentation_models_pytorch's
+example and petlib's (see :data:`petlib.config.RECIPES`) -- for the same epochs, at the same
+image size, on the same training images, keeps each run's best-validation checkpoint, and
+prints a table of test Dice and IoU with wall time. Settings are chosen on the validation
+split only; the test split is scored once per finished run. Each finished recipe is stored
+in ``<out>/results.json`` and skipped when the command is run again, so an interrupted
+comparison continues where it stopped (``--resume`` also continues a half-trained recipe).
+
+    python -m petlib.experiments lr-find --model unet --data_path ... --image_size 96
+
+runs a learning-rate range test (exponentially growing learning rate, one step each)
+and prints the loss curve and a suggested learning rate.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .config import RECIPES, TrainConfig, recipe
+from .engine import evaluate, fit, make_loaders, pick_device, seed_everything
+from .inference import score_at_original_size
+from .losses import build_loss
+from .models import build_model
+from .transforms import Augment
+
+__all__ = ["compare_recipes", "lr_range_test", "main"]
+
+
+def compare_recipes(
+    model: str,
+    data_path: str,
+    *,
+    image_size: int,
+    epochs: int,
+    batch_size: int,
+    recipes: Sequence[str] = tuple(RECIPES),
+    out_dir: str | Path = "runs/compare",
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Train ``model`` once per recipe and score each best-validation checkpoint on the test split.
+
+    Returns:
+        recipe name -> ``{"val_dice", "test_dice", "test_iou", "test_dice_full",
+        "test_iou_full", "tta", "minutes", "best_epoch", "config"}``; ``*_full`` are scored
+        at each test image's original resolution.
+    """
+    out = Path(out_dir) / f"{model}_{image_size}px_{epochs}ep"
+    out.mkdir(parents=True, exist_ok=True)
+    results_file = out / "results.json"
+    results: dict[str, dict[str, Any]] = json.loads(results_file.read_text()) if results_file.exists() else {}
+    for name in recipes:
+        if name in results:
+            print(f"[{name}] done earlier: test Dice {results[name]['test_dice']:.4f} (from {results_file})")
+            continue
+        config = recipe(name, model=model, data_path=str(data_path), image_size=image_size, epochs=epochs,
+                        batch_size=batch_size, seed=seed, out_dir=str(out), run_name=name)
+        print(f"[{name}] {json.dumps({k: v for k, v in RECIPES[name].items()})}")
+        start = time.perf_counter()
+        run = fit(config, resume=resume, progress=progress)
+        minutes = (time.perf_counter() - start) / 60
+        device = pick_device(config.device)
+        best = torch.load(run.best_checkpoint, map_location="cpu", weights_only=False)
+        net = build_model(model)
+        net.load_state_dict(best["model_state"])
+        net.to(device).eval()
+        test_loader = make_loaders(dataclasses.replace(config, augment=False), device, modes=("test",))["test"]
+        test = evaluate(net, test_loader, device, tta=config.tta)
+        full = score_at_original_size(net, data_path, "test", image_size=image_size, tta=config.tta, device=device)
+        results[name] = {
+            "val_dice": best["best_dice"], "best_epoch": best["epoch"], "test_dice": test["dice"],
+            "test_iou": test["iou"], "test_dice_full": full["dice"], "test_iou_full": full["iou"],
+            "test_images": test["count"], "tta": config.tta, "minutes": minutes, "config": config.to_dict(),
+        }
+        results_file.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"[{name}] test Dice {test['dice']:.4f} | IoU {test['iou']:.4f} | {minutes:.1f} min")
+    print_table(results, model, image_size, epochs)
+    return results
+
+
+def print_table(results: dict[str, dict[str, Any]], model: str, image_size: int, epochs: int) -> None:
+    """Markdown table of a comparison (as pasted into the README)."""
+    print(f"\n{model}, {image_size} px, {epochs} epochs; test = per-image mean over the test split, "
+          "best-validation checkpoint; 'full res' = logits resized to each image's original size")
+    print("| recipe | val Dice | test Dice | test IoU | test Dice (full res) | flip TTA | wall time |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['val_dice']:.4f} | {r['test_dice']:.4f} | {r['test_iou']:.4f} | "
+              f"{r['test_dice_full']:.4f} | {'yes' if r['tta'] else 'no'} | {r['minutes']:.1f} min |")
+    if "petlib" in results:
+        for other in ("lab", "smp"):
+            if other in results:
+                gain = results["petlib"]["test_dice"] - results[other]["test_dice"]
+                print(f"petlib - {other}: {gain:+.4f} test Dice")
+
+
+def lr_range_test(
+    config: TrainConfig, *, start_lr: float = 1e-6, end_lr: float = 1.0, steps: int = 60
+) -> list[tuple[float, float]]:
+    """Leslie Smith's learning-rate range test.
+
+    Trains from the config's initial weights with the learning rate growing geometrically
+    from ``start_lr`` to ``end_lr``, one batch per step, and stops when the smoothed loss
+    exceeds 4x its minimum. Returns ``(lr, smoothed loss)`` pairs.
+    """
+    device = pick_device(config.device)
+    seed_everything(config.seed)
+    loader = make_loaders(config, device, modes=("train",))["train"]
+    model = build_model(config.model, **config.model_kwargs).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=start_lr, weight_decay=config.weight_decay)
+    loss_fn = build_loss(config.loss)
+    augment = Augment() if config.augment else None
+    factor = (end_lr / start_lr) ** (1 / max(1, steps - 1))
+    curve, smoothed, best = [], None, math.inf
+    step, lr = 0, start_lr
+    while step < steps:
+        for batch in loader:
+            images, masks = batch["image"].to(device), batch["mask"].to(device)
+            if augment is not None:
+                images, masks = augment(images, masks)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = loss_fn(model(images), masks)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            smoothed = value if smoothed is None else 0.8 * smoothed + 0.2 * value
+            curve.append((lr, smoothed))
+            best = min(best, smoothed)
+            step += 1
+            lr *= factor
+            if step >= steps or not math.isfinite(value) or smoothed > 4 * best:
+                return curve
+    return curve
+
+
+def suggest_lr(curve: list[tuple[float, float]]) -> float:
+    """A tenth of the learning rate at the smoothed loss's minimum (a common, safe reading)."""
+    lr_at_min = min(curve, key=lambda p: p[1])[0]
+    return lr_at_min / 10
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m petlib.experiments", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmp = sub.add_parser("compare-recipes", help="lab vs smp vs petlib recipe, same compute")
+    cmp.add_argument("--model", default="resnet34_unet", choices=["unet", "resnet34_unet"])
+    cmp.add_argument("--data_path", required=True)
+    cmp.add_argument("--image_size", type=int, default=128)
+    cmp.add_argument("--epochs", type=int, default=30)
+    cmp.add_argument("--batch_size", type=int, default=8, help="the same for every recipe")
+    cmp.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    cmp.add_argument("--out", default="runs/compare")
+    cmp.add_argument("--seed", type=int, default=0)
+    cmp.add_argument("--resume", action="store_true", help="continue a half-trained recipe")
+    cmp.add_argument("--progress", action="store_true")
+    lrf = sub.add_parser("lr-find", help="learning-rate range test")
+    lrf.add_argument("--model", default="resnet34_unet", choices=["unet", "resnet34_unet"])
+    lrf.add_argument("--data_path", required=True)
+    lrf.add_argument("--image_size", type=int, default=128)
+    lrf.add_argument("--batch_size", type=int, default=8)
+    lrf.add_argument("--steps", type=int, default=60)
+    args = parser.parse_args(argv)
+
+    if args.command == "compare-recipes":
+        compare_recipes(args.model, args.data_path, image_size=args.image_size, epochs=args.epochs,
+                        batch_size=args.batch_size, recipes=args.recipes, out_dir=args.out, seed=args.seed,
+                        resume=args.resume, progress=args.progress)
+    else:
+        config = recipe("petlib", model=args.model, data_path=args.data_path, image_size=args.image_size,
+                        batch_size=args.batch_size)
+        curve = lr_range_test(config, steps=args.steps)
+        for lr, loss in curve[:: max(1, len(curve) // 20)]:
+            print(f"lr {lr:.2e}  loss {loss:.4f}")
+        print(f"suggested learning rate: {suggest_lr(curve):.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
