@@ -422,8 +422,17 @@ def fit(
         stored = TrainConfig.from_dict(state["config"])
         # Where to put files and what device to use may differ from the interrupted
         # run; everything else must stay the same for the schedule to make sense.
+        epochs = max(stored.epochs, config.epochs)
+        if epochs != stored.epochs and stored.scheduler != "none":
+            # A warm-up/decay schedule was laid out for the planned length; stretching it
+            # mid-run would jump the learning rate back up. Only a constant rate extends.
+            raise ValueError(
+                f"{last_path} was planned for {stored.epochs} epochs with a {stored.scheduler!r} schedule; "
+                f"resuming continues that plan. To train for {config.epochs} epochs start a new run "
+                "(another --run_name or --out_dir), or use --scheduler none."
+            )
         config = TrainConfig.from_dict({**stored.to_dict(), "out_dir": config.out_dir, "device": config.device,
-                                        "epochs": max(stored.epochs, config.epochs)})
+                                        "epochs": epochs})
         if config.epochs != stored.epochs:
             log(f"extending the run from {stored.epochs} to {config.epochs} epochs")
         log(f"resuming {last_path} after epoch {state['epoch']}")

@@ -34,20 +34,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m petlib.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="use the shipped sample even if the full dataset is there")
     parser.add_argument("--epochs", type=int, default=None, help="override the number of epochs")
+    parser.add_argument("--image_size", type=int, default=None, help="override the image size")
     args = parser.parse_args(argv)
 
     if full_dataset_present() and not args.quick:
         print(f"Full dataset found at {DEFAULT_ROOT}: training both networks with petlib's recipe at 256 px.")
         print("This takes hours on a GPU and is impractical on a CPU.")
-        base = TrainConfig(data_path=str(DEFAULT_ROOT), image_size=256, epochs=args.epochs or 50,
+        base = TrainConfig(data_path=str(DEFAULT_ROOT), image_size=args.image_size or 256, epochs=args.epochs or 50,
                            batch_size=16, out_dir="saved_models")
         eval_batch = 32
     else:
         if not args.quick:
             print(f"No full dataset at {DEFAULT_ROOT.resolve()} (get it with `python -m petlib.data download`).")
-        print(f"Quick run on the shipped sample {SAMPLE_ROOT} (24 images, 64 px): "
+        size = args.image_size or 64
+        print(f"Quick run on the shipped sample {SAMPLE_ROOT} (24 images, {size} px): "
               "this checks the pipeline end to end; its scores say nothing about the full task.")
-        base = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=64, epochs=args.epochs or 4, batch_size=4,
+        base = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=size, epochs=args.epochs or 4, batch_size=4,
                            out_dir="runs/quick", cache=True)
         eval_batch = 8
 
