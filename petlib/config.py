@@ -17,7 +17,7 @@ __all__ = ["TrainConfig", "RECIPES", "DEFAULT_LR", "recipe"]
 
 #: petlib's peak learning rate per network (AdamW, one-cycle), from learning-rate range
 #: tests (``python -m petlib.experiments lr-find``) and validation Dice; see the README.
-DEFAULT_LR: dict[str, float] = {"unet": 1e-3, "resnet34_unet": 1e-3}
+DEFAULT_LR: dict[str, float] = {"unet": 3e-4, "resnet34_unet": 1e-3}
 
 
 @dataclass
