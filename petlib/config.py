@@ -46,7 +46,7 @@ class TrainConfig:
     augment: bool = True
     # Evaluation.
     eval_batch_size: int | None = None  # default: 2 x batch_size
-    tta: bool = False  # average logits with the horizontally flipped image
+    tta: bool = True  # average logits with the horizontally flipped image (validation and test)
     # Speed; "auto" turns an option on only on devices where it helps.
     amp: str = "auto"  # "auto" (on for CUDA), "on", "off"
     channels_last: str = "auto"  # "auto" (on for CUDA), "on", "off"
@@ -87,12 +87,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     # The course lab: BCE, Adam at a constant 5e-5, no augmentation.
     "lab": dict(
         loss="bce", optimizer="adam", lr=5e-5, weight_decay=0.0, scheduler="none",
-        grad_clip=None, augment=False,
+        grad_clip=None, augment=False, tta=False,
     ),
     # smp's binary-segmentation example: soft Dice, Adam 2e-4, cosine to 1e-5, no augmentation.
     "smp": dict(
         loss="dice", optimizer="adam", lr=2e-4, weight_decay=0.0, scheduler="cosine",
-        warmup_epochs=0.0, min_lr=1e-5, grad_clip=None, augment=False,
+        warmup_epochs=0.0, min_lr=1e-5, grad_clip=None, augment=False, tta=False,
     ),
     # petlib's defaults (the TrainConfig defaults).
     "petlib": dict(),
