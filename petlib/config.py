@@ -44,6 +44,11 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max gradient norm; None disables
     loss: str = "bce+dice"  # "bce" (the lab's), "dice", "bce+dice"
     augment: bool = True
+    # Augmentation strength (see petlib.transforms.Augment): the random crop keeps at least
+    # crop_scale_min of the image's area; rotation in degrees; colour jitter factor range.
+    crop_scale_min: float = 0.35
+    rotation: float = 15.0
+    color_jitter: float = 0.3
     # Evaluation.
     eval_batch_size: int | None = None  # default: 2 x batch_size
     tta: bool = True  # average logits with the horizontally flipped image (validation and test)

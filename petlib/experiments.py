@@ -51,11 +51,13 @@ def compare_recipes(
     seed: int = 0,
     resume: bool = False,
     progress: bool = False,
+    overrides: dict[str, Any] | None = None,
+    label: str = "",
 ) -> dict[str, dict[str, Any]]:
     """Train ``model`` once per recipe and score each best-validation checkpoint on the test split.
 
     Returns:
-        recipe name -> ``{"val_dice", "test_dice", "test_iou", "test_dice_full",
+        recipe name (plus ``label``, for a variant run with ``overrides``) -> ``{"val_dice", "test_dice", "test_iou", "test_dice_full",
         "test_iou_full", "tta", "minutes", "best_epoch", "config"}``; ``*_full`` are scored
         at each test image's original resolution.
     """
@@ -63,13 +65,14 @@ def compare_recipes(
     out.mkdir(parents=True, exist_ok=True)
     results_file = out / "results.json"
     results: dict[str, dict[str, Any]] = json.loads(results_file.read_text()) if results_file.exists() else {}
-    for name in recipes:
+    for base in recipes:
+        name = base + label
         if name in results:
             print(f"[{name}] done earlier: test Dice {results[name]['test_dice']:.4f} (from {results_file})")
             continue
-        config = recipe(name, model=model, data_path=str(data_path), image_size=image_size, epochs=epochs,
-                        batch_size=batch_size, seed=seed, out_dir=str(out), run_name=name)
-        print(f"[{name}] {json.dumps({k: v for k, v in RECIPES[name].items()})}")
+        config = recipe(base, model=model, data_path=str(data_path), image_size=image_size, epochs=epochs,
+                        batch_size=batch_size, seed=seed, out_dir=str(out), run_name=name, **(overrides or {}))
+        print(f"[{name}] {json.dumps({**RECIPES[base], **(overrides or {})})}")
         start = time.perf_counter()
         run = fit(config, resume=resume, progress=progress)
         minutes = (time.perf_counter() - start) / 60
@@ -101,11 +104,11 @@ def print_table(results: dict[str, dict[str, Any]], model: str, image_size: int,
     for name, r in results.items():
         print(f"| {name} | {r['val_dice']:.4f} | {r['test_dice']:.4f} | {r['test_iou']:.4f} | "
               f"{r['test_dice_full']:.4f} | {'yes' if r['tta'] else 'no'} | {r['minutes']:.1f} min |")
-    if "petlib" in results:
+    for ours in (n for n in results if n.startswith("petlib")):
         for other in ("lab", "smp"):
             if other in results:
-                gain = results["petlib"]["test_dice"] - results[other]["test_dice"]
-                print(f"petlib - {other}: {gain:+.4f} test Dice")
+                gain = results[ours]["test_dice"] - results[other]["test_dice"]
+                print(f"{ours} - {other}: {gain:+.4f} test Dice")
 
 
 def lr_range_test(
@@ -169,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmp.add_argument("--seed", type=int, default=0)
     cmp.add_argument("--resume", action="store_true", help="continue a half-trained recipe")
     cmp.add_argument("--progress", action="store_true")
+    cmp.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                     help="TrainConfig overrides for every recipe run (a variant), e.g. crop_scale_min=0.6")
+    cmp.add_argument("--label", default="", help="suffix for the variant's name in the table, e.g. -light")
     lrf = sub.add_parser("lr-find", help="learning-rate range test")
     lrf.add_argument("--model", default="resnet34_unet", choices=["unet", "resnet34_unet"])
     lrf.add_argument("--data_path", required=True)
@@ -178,9 +184,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "compare-recipes":
+        overrides = {}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            overrides[key] = json.loads(value) if value not in ("", "None") else None
+        if overrides and not args.label:
+            parser.error("a variant (--set) needs a --label to tell it apart in the results")
         compare_recipes(args.model, args.data_path, image_size=args.image_size, epochs=args.epochs,
                         batch_size=args.batch_size, recipes=args.recipes, out_dir=args.out, seed=args.seed,
-                        resume=args.resume, progress=args.progress)
+                        resume=args.resume, progress=args.progress, overrides=overrides, label=args.label)
     else:
         config = recipe("petlib", model=args.model, data_path=args.data_path, image_size=args.image_size,
                         batch_size=args.batch_size)
