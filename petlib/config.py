@@ -47,6 +47,7 @@ class TrainConfig:
     # Augmentation strength (see petlib.transforms.Augment): the random crop keeps at least
     # crop_scale_min of the image's area; rotation in degrees; colour jitter factor range.
     crop_scale_min: float = 0.35
+    crop_scale_max: float = 1.0  # above 1 also zooms out (smaller pets, reflected borders)
     rotation: float = 15.0
     color_jitter: float = 0.3
     # Evaluation.

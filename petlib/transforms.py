@@ -30,7 +30,8 @@ class Augment:
     Args:
         hflip: flip left-right with probability 0.5 (pets are left-right symmetric;
             no vertical flips, pets are rarely upside down).
-        scale: range of the crop's area as a fraction of the image (1, 1 disables).
+        scale: range of the crop's area as a fraction of the image (1, 1 disables);
+            values above 1 zoom out.
         ratio: range of the crop's aspect ratio (log-uniform).
         rotation: maximum rotation in degrees, uniform in ``[-rotation, rotation]``.
         color_jitter: brightness, contrast and saturation factors are drawn uniformly
@@ -56,12 +57,16 @@ class Augment:
         area = self._uniform(n, *self.scale, like, generator)
         log_r = self._uniform(n, math.log(self.ratio[0]), math.log(self.ratio[1]), like, generator)
         r = torch.exp(log_r)
-        # Half-widths of the crop in normalised coordinates (1 = the whole image).
-        w = torch.sqrt(area * r).clamp(max=1.0)
-        h = torch.sqrt(area / r).clamp(max=1.0)
-        # Centre anywhere that keeps the (unrotated) crop inside the image.
-        cx = self._uniform(n, -1, 1, like, generator) * (1 - w)
-        cy = self._uniform(n, -1, 1, like, generator) * (1 - h)
+        # Half-widths of the crop in normalised coordinates (1 = the whole image). An area
+        # above 1 zooms out: the pet gets smaller and the border is filled by reflection,
+        # which teaches the small pets that a zoom-in-only crop never shows.
+        w, h = torch.sqrt(area * r), torch.sqrt(area / r)
+        if self.scale[1] <= 1:
+            w, h = w.clamp(max=1.0), h.clamp(max=1.0)
+        # Centre anywhere that keeps the crop inside the image (zoom in) or the image
+        # inside the crop (zoom out).
+        cx = self._uniform(n, -1, 1, like, generator) * (1 - w).abs()
+        cy = self._uniform(n, -1, 1, like, generator) * (1 - h).abs()
         angle = self._uniform(n, -self.rotation, self.rotation, like, generator) * (math.pi / 180)
         flip = torch.ones(n, device=like.device)
         if self.hflip:
@@ -81,13 +86,13 @@ class Augment:
         """Per-sample brightness, contrast and saturation jitter of ``(N, 3, H, W)`` images."""
         n, j = images.shape[0], self.color_jitter
         factors = self._uniform(3 * n, 1 - j, 1 + j, images, generator).view(3, n, 1, 1, 1).to(images.dtype)
-        brightness, contrast, saturation = factors
-        images = images * brightness
-        gray = (0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3])
-        images = (images - gray.mean((2, 3), keepdim=True)) * contrast + gray.mean((2, 3), keepdim=True)
-        gray = (0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3])
-        images = (images - gray) * saturation + gray
-        return images.clamp(0, 1)
+        b, c, s = factors  # brightness, contrast, saturation
+        # x -> b*x; then (x - mean gray)*c + mean gray; then (x - gray)*s + gray. The three maps
+        # are affine and the gray weights sum to 1, so they compose into one pass over the image:
+        # x*(b*c*s) + gray*(b*c*(1-s)) + mean_gray*b*(1-c), with gray and its mean taken of the input.
+        gray = 0.299 * images[:, 0:1] + 0.587 * images[:, 1:2] + 0.114 * images[:, 2:3]  # (N, 1, H, W)
+        offset = gray * (b * c * (1 - s)) + gray.mean((2, 3), keepdim=True) * (b * (1 - c))
+        return torch.addcmul(offset, images, b * c * s).clamp_(0, 1)
 
     @torch.no_grad()
     def __call__(
