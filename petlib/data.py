@@ -83,8 +83,8 @@ RESOURCES = (
 
 _SPECIES = {1: "cat", 2: "dog"}
 _TRIMAP_VALUES = (1, 2, 3)
-# Bump when decoding changes, so that old disk caches are not reused.
-_CACHE_VERSION = 1
+# Bump when decoding or the cache layout changes, so that old disk caches are not reused.
+_CACHE_VERSION = 2
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -288,6 +288,10 @@ class OxfordPetSegmentation(Dataset):
             times, so a changed size or file list builds a new file. If ``<root>`` is not
             writable the file goes to ``$XDG_CACHE_HOME/petlib`` (default ``~/.cache/petlib``),
             and if that fails too the cache stays in memory, with a warning.
+        dtype: ``torch.float32`` (default) gives ``image`` in [0, 1] and ``mask`` as float32.
+            ``torch.uint8`` gives ``image`` 0..255 and ``mask`` 0/1 as uint8 straight from the
+            cache: a quarter of the bytes to collate and copy to the GPU, for a training loop
+            that converts on the device (as :mod:`petlib.engine` does). Not with ``transform``.
 
     Attributes:
         root, mode, image_size (``(H, W)``), entries (one :class:`SplitEntry` per item),
@@ -306,9 +310,15 @@ class OxfordPetSegmentation(Dataset):
         image_size: int | tuple[int, int] = 256,
         transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
         cache: bool | str = False,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         if cache not in (False, True, "memory", "disk"):
             raise ValueError(f"cache must be False, True, 'memory' or 'disk', got {cache!r}")
+        if dtype not in (torch.float32, torch.uint8):
+            raise ValueError(f"dtype must be torch.float32 or torch.uint8, got {dtype!r}")
+        if dtype == torch.uint8 and transform is not None:
+            raise ValueError("a transform takes float32 images; use dtype=torch.float32 with a transform")
+        self.dtype = dtype
         self.root = Path(root)
         self.mode = mode
         self.image_size = _normalise_size(image_size)
@@ -319,7 +329,8 @@ class OxfordPetSegmentation(Dataset):
         self._check_files_exist()
 
         self.cache_path: Path | None = None
-        # (N, H, W, 4) uint8: RGB then trimap in the last channel, so one file holds an item.
+        # (N, 4, H, W) uint8: R, G, B then the trimap, so one file holds an item. Planes, not
+        # pixels: an item's image is one contiguous block, copied to a batch without transposing.
         self._cache_array: np.ndarray | None = None
         if cache == "disk":
             self._cache_array, self.cache_path = self._load_or_build_disk_cache()
@@ -381,10 +392,10 @@ class OxfordPetSegmentation(Dataset):
     # ---- cache
 
     def _cache_shape(self) -> tuple[int, int, int, int]:
-        return (len(self.entries), *self.image_size, 4)
+        return (len(self.entries), 4, *self.image_size)
 
     def _build_cache(self, out: np.ndarray) -> np.ndarray:
-        """Decode every item into ``out`` ``(N, H, W, 4)`` uint8 and return it."""
+        """Decode every item into ``out`` ``(N, 4, H, W)`` uint8 and return it."""
         # PIL releases the GIL while decoding and resizing, so threads use every core.
         workers = min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(workers) as pool:
@@ -393,8 +404,8 @@ class OxfordPetSegmentation(Dataset):
             # delay: no progress bar for builds that finish within a couple of seconds.
             progress = tqdm(items, total=len(self.entries), desc=desc, leave=False, delay=2)
             for i, (image, trimap) in enumerate(progress):
-                out[i, :, :, :3] = image
-                out[i, :, :, 3] = trimap
+                out[i, :3] = image.transpose(2, 0, 1)
+                out[i, 3] = trimap
         return out
 
     def _cache_key(self) -> str:
@@ -470,12 +481,18 @@ class OxfordPetSegmentation(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if self.cache_path is not None or self._cache_array is not None:
-            item = self._cached()[index]  # (H, W, 4) uint8, no decoding
-            image_hwc, trimap_hw = item[..., :3], item[..., 3]
+            item = self._cached()[index]  # (4, H, W) uint8, no decoding
+            image_chw, trimap_hw = item[:3], item[3]
         else:
             image_hwc, trimap_hw = self._decode(index)
-        image = torch.from_numpy(np.ascontiguousarray(image_hwc)).permute(2, 0, 1).float().div_(255)  # (3, H, W)
-        trimap = torch.from_numpy(np.ascontiguousarray(trimap_hw)).unsqueeze(0)  # (1, H, W) uint8
+            image_chw = image_hwc.transpose(2, 0, 1)
+        # np.array copies: the item must not share memory with the cache (or be a read-only memmap).
+        image = torch.from_numpy(np.array(image_chw))  # (3, H, W) uint8
+        trimap = torch.from_numpy(np.array(trimap_hw)).unsqueeze(0)  # (1, H, W) uint8
+        if self.dtype == torch.uint8:
+            return {"image": image.contiguous(), "mask": trimap_to_mask(trimap).to(torch.uint8),
+                    "trimap": trimap, "index": index}
+        image = image.float().div_(255)
         mask = trimap_to_mask(trimap)  # (1, H, W) float32
         if self.transform is not None:
             masks = torch.cat([mask, trimap.float()])  # (2, H, W)
@@ -487,6 +504,25 @@ class OxfordPetSegmentation(Dataset):
             mask = masks[0:1].to(torch.float32)
             trimap = masks[1:2].round().to(torch.uint8)
         return {"image": image, "mask": mask, "trimap": trimap, "index": index}
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """``[self[i] for i in indices]``, read from the cache as one batch (DataLoader calls this).
+
+        Converting a whole batch at once costs a fraction of converting item by item, which
+        is most of what a cached loader does.
+        """
+        if (self.cache_path is None and self._cache_array is None) or self.transform is not None:
+            return [self[i] for i in indices]
+        batch = torch.from_numpy(self._cached()[np.asarray(indices, dtype=np.int64)])  # (B, 4, H, W) uint8, a copy
+        images, trimaps = batch[:, :3], batch[:, 3:]  # views; each item's part is contiguous
+        # trimap_to_mask in one cheap op: pet (1) and border (3) are odd, background (2) even.
+        masks = trimaps & 1
+        if self.dtype != torch.uint8:
+            images, masks = images.float().div_(255), masks.float()
+        return [
+            {"image": image, "mask": mask, "trimap": trimap, "index": int(index)}
+            for image, mask, trimap, index in zip(images.unbind(), masks.unbind(), trimaps.unbind(), indices)
+        ]
 
     def __repr__(self) -> str:
         height, width = self.image_size

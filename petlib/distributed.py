@@ -13,7 +13,7 @@ import torch.distributed as dist
 
 __all__ = [
     "init_from_env", "is_distributed", "rank", "world_size", "is_main", "all_reduce_sum",
-    "barrier", "cleanup",
+    "broadcast_buffers", "barrier", "cleanup",
 ]
 
 
@@ -59,6 +59,14 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return tensor
+
+
+@torch.no_grad()
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Copy ``module``'s buffers (e.g. BatchNorm running statistics) from rank ``src`` to all."""
+    if is_distributed():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src)
 
 
 def barrier() -> None:

@@ -52,7 +52,9 @@ HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr"
 def pick_device(requested: str | None = None) -> torch.device:
     """``requested`` if given, else CUDA, then Apple's MPS, then the CPU."""
     if requested:
-        return torch.device(requested)
+        device = torch.device(requested)
+        # "cuda" under torchrun means this process's GPU, not every process on GPU 0.
+        return torch.device("cuda", dist.local_rank()) if device.type == "cuda" and device.index is None else device
     if torch.cuda.is_available():
         return torch.device("cuda", dist.local_rank())
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -113,12 +115,16 @@ class _ShardSampler(Sampler[int]):
 
 
 def make_loaders(
-    config: TrainConfig, device: torch.device, modes: Iterable[str] = ("train", "valid")
+    config: TrainConfig, device: torch.device, modes: Iterable[str] = ("train", "valid"),
+    dtype: torch.dtype = torch.float32,
 ) -> dict[str, DataLoader]:
     """DataLoaders for ``modes``, sharded across processes in a distributed run.
 
     ``config.batch_size`` is the batch size **per process**; evaluation uses
     ``config.eval_batch_size`` (default twice the training batch: no activations are kept).
+    With ``dtype=torch.uint8`` (what :func:`fit` uses) images and masks arrive as uint8, a
+    quarter of the bytes to collate and copy, and :func:`train_one_epoch` and
+    :func:`evaluate` convert them on the device.
     """
     num_workers = config.num_workers
     if num_workers is None:
@@ -128,7 +134,7 @@ def make_loaders(
     loaders = {}
     for mode in modes:
         dataset = OxfordPetSegmentation(
-            config.data_path, mode, image_size=config.image_size, cache=config.cache
+            config.data_path, mode, image_size=config.image_size, cache=config.cache, dtype=dtype
         )
         train = mode == "train"
         sampler: Sampler[int]
@@ -145,7 +151,7 @@ def make_loaders(
             sampler=sampler,
             # Dropping a short last training batch keeps BatchNorm statistics sane,
             # but never drop a batch that would leave an epoch empty.
-            drop_last=train and len(dataset) > batch_size,
+            drop_last=train and len(sampler) > batch_size,
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
             persistent_workers=num_workers > 0,
@@ -165,6 +171,9 @@ def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
 def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> tuple[Tensor, Tensor]:
     images = batch["image"].to(device, non_blocking=True)
     masks = batch["mask"].to(device, non_blocking=True)
+    if images.dtype == torch.uint8:  # loaders from make_loaders deliver uint8 0..255
+        images = images.float().div_(255)
+        masks = masks.float()
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, masks
@@ -225,7 +234,7 @@ def train_one_epoch(
             scheduler.step()
         total += loss.detach()
         steps += 1
-        if steps % 20 == 0:
+        if steps % 20 == 0 and not bar.disable:
             bar.set_postfix(loss=f"{total.item() / steps:.4f}")
     # Mean over all processes' steps.
     stats = dist.all_reduce_sum(torch.stack([total, torch.tensor(float(steps), device=device)]))
@@ -442,7 +451,7 @@ def fit(
     # Record the learning rate actually used, not "None = the model's default".
     config = dataclasses.replace(config, lr=config.learning_rate)
     seed_everything(config.seed)
-    loaders = make_loaders(config, device)
+    loaders = make_loaders(config, device, dtype=torch.uint8)
     model_kwargs = dict(config.model_kwargs)
     if state is not None:
         model_kwargs.pop("pretrained", None)  # weights come from the checkpoint
@@ -478,7 +487,10 @@ def fit(
     if config.compile:
         train_model = torch.compile(train_model)
     loss_fn = build_loss(config.loss)
-    augment = Augment() if config.augment else None
+    augment = (
+        Augment(scale=(config.crop_scale_min, config.crop_scale_max), rotation=config.rotation, color_jitter=config.color_jitter)
+        if config.augment else None
+    )
 
     if dist.is_main():
         Path(config.out_dir).mkdir(parents=True, exist_ok=True)
@@ -512,6 +524,9 @@ def fit(
             grad_clip=config.grad_clip, channels_last=channels_last, progress=progress,
             description=f"epoch {epoch}/{config.epochs}",
         )
+        # DDP keeps the weights equal but each process updated its own BatchNorm statistics:
+        # use rank 0's everywhere, the ones its checkpoint holds.
+        dist.broadcast_buffers(model)
         # Validate the plain module: DDP's forward hooks are for training only.
         val = evaluate(model, loaders["valid"], device, loss_fn, amp_dtype=amp_dtype,
                        channels_last=channels_last, tta=config.tta)
