@@ -1,0 +1,178 @@
+"""`torchrun --nproc_per_node=2 -m petlib.train` on the CPU (gloo) on the shipped sample.
+
+Both processes must end with identical weights (BatchNorm statistics included), only rank 0
+may write files, the logged validation numbers must cover every validation image, and
+``--resume`` must continue the run. This file is also the worker torchrun starts: it runs
+``petlib.train.main`` unchanged and only records what ``fit`` returned and saved.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from petlib.checkpoint import load_checkpoint
+from petlib.config import TrainConfig
+from petlib.data import SAMPLE_ROOT
+
+TRAIN_ARGS = ["--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--image_size", "32",
+              "--batch_size", "2", "--no-progress"]
+
+
+def _torchrun(out_dir: Path, record_dir: Path, *extra: str, stop_after_epoch: int = 0) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PETLIB_TEST_RECORD": str(record_dir), "OMP_NUM_THREADS": "1",
+           "PETLIB_TEST_STOP_AFTER_EPOCH": str(stop_after_epoch)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               __file__, *TRAIN_ARGS, "--out_dir", str(out_dir), *extra]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, f"torchrun failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_cuda_means_this_process_gpu_under_torchrun(monkeypatch):
+    from petlib.engine import pick_device
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert pick_device("cuda") == torch.device("cuda", 1)
+    assert pick_device("cuda:0") == torch.device("cuda", 0)  # an explicit index is kept
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("device, backend", [("cuda:1", "nccl"), ("cpu", "gloo")])
+def test_process_group_backend_follows_the_device(monkeypatch, device, backend):
+    import petlib.distributed as pdist
+
+    calls = {}
+    monkeypatch.setattr(pdist.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(pdist.dist, "init_process_group", lambda backend: calls.setdefault("backend", backend))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.setdefault("cuda_device", d))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert pdist.init_from_env(torch.device(device)) is False and calls == {}  # a notebook: one process
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert pdist.init_from_env(torch.device(device)) is True
+    assert calls["backend"] == backend
+    assert calls.get("cuda_device") == (torch.device(device) if backend == "nccl" else None)
+
+
+def _records(record_dir: Path) -> list[dict]:
+    return [torch.load(record_dir / f"rank{rank}.pt", weights_only=False) for rank in (0, 1)]
+
+
+def _assert_same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"differ between ranks: {different[:5]}"
+
+
+def _history(out_dir: Path) -> list[dict[str, str]]:
+    with (out_dir / "resnet34_unet_history.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    start = time.perf_counter()
+    result = _torchrun(out / "models", out / "records1", "--epochs", "2")
+    return out, result, time.perf_counter() - start
+
+
+def test_two_processes_end_with_identical_weights_and_rank0_writes_once(two_epochs):
+    out, result, seconds = two_epochs
+    rank0, rank1 = _records(out / "records1")
+    _assert_same_state(rank0["state"], rank1["state"])
+    last = load_checkpoint(out / "models" / "resnet34_unet_last.pth")
+    _assert_same_state(rank0["state"], last["model_state"])
+    # One set of files, all from rank 0: a last checkpoint per epoch, a best one when Dice improved.
+    names = [Path(p).name for p in rank0["saved"]]
+    assert rank1["saved"] == [] and names.count("resnet34_unet_last.pth") == 2 and "resnet34_unet.pth" in names
+    assert sorted(p.name for p in (out / "models").iterdir()) == [
+        "resnet34_unet.pth", "resnet34_unet_config.json", "resnet34_unet_history.csv", "resnet34_unet_last.pth"]
+    assert result.stdout.count("epoch   2/2") == 1 and "2 process(es), batch 2 per process" in result.stdout
+    print(f"torchrun, 2 processes, 2 epochs: {seconds:.1f} s")
+
+
+def test_validation_covers_every_image(two_epochs):
+    """The logged validation loss and Dice are those of the final weights on *all* validation
+    images (one per rank here), as one process computes them."""
+    from petlib.engine import evaluate, make_loaders
+    from petlib.losses import build_loss
+    from petlib.models import build_model
+
+    out, _, _ = two_epochs
+    state = _records(out / "records1")[0]["state"]
+    model = build_model("resnet34_unet")
+    model.load_state_dict(state)
+    config = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=32, batch_size=2, cache=True, num_workers=0)
+    loader = make_loaders(config, torch.device("cpu"), modes=("valid",))["valid"]
+    single = evaluate(model, loader, torch.device("cpu"), build_loss(config.loss), tta=config.tta)
+    assert single["count"] == 2
+    logged = _history(out / "models")[-1]
+    assert float(logged["val_loss"]) == pytest.approx(single["loss"], rel=1e-5)
+    assert float(logged["val_dice"]) == pytest.approx(single["dice"], rel=1e-5, abs=1e-7)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(two_epochs, tmp_path):
+    full, _, _ = two_epochs
+    _torchrun(tmp_path / "models", tmp_path / "records1", "--epochs", "2", stop_after_epoch=1)
+    assert [row["epoch"] for row in _history(tmp_path / "models")] == ["1"]
+    result = _torchrun(tmp_path / "models", tmp_path / "records2", "--epochs", "2", "--resume")
+    assert "resuming" in result.stdout and "epoch   2/2" in result.stdout and "epoch   1/2" not in result.stdout
+    assert [row["epoch"] for row in _history(tmp_path / "models")] == ["1", "2"]
+    rank0, rank1 = _records(tmp_path / "records2")
+    _assert_same_state(rank0["state"], rank1["state"])
+    _assert_same_state(rank0["state"], _records(full / "records1")[0]["state"])
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _worker() -> int:
+    """Under torchrun: ``python -m petlib.train`` as is, recording each rank's final weights and
+    saves; with ``PETLIB_TEST_STOP_AFTER_EPOCH=n`` every rank stops after epoch n, like a crash."""
+    import petlib.engine
+    import petlib.train
+
+    saved: list[str] = []
+    kept: dict[str, dict[str, torch.Tensor]] = {}
+    real_fit, real_save = petlib.train.fit, petlib.engine.save_checkpoint
+    real_train_one_epoch = petlib.engine.train_one_epoch
+    stop_after, epochs_started = int(os.environ.get("PETLIB_TEST_STOP_AFTER_EPOCH", "0")), []
+
+    def train_one_epoch(*args, **kwargs):
+        if stop_after and len(epochs_started) == stop_after:
+            raise _Interrupt  # on every rank at the same point, before any collective
+        epochs_started.append(1)
+        return real_train_one_epoch(*args, **kwargs)
+
+    def save_checkpoint(checkpoint, path):
+        saved.append(str(path))
+        return real_save(checkpoint, path)
+
+    def fit(*args, **kwargs):
+        result = real_fit(*args, **kwargs)
+        kept["state"] = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
+        return result
+
+    petlib.engine.save_checkpoint = save_checkpoint
+    petlib.engine.train_one_epoch = train_one_epoch
+    petlib.train.fit = fit
+    try:
+        code = petlib.train.main(sys.argv[1:])
+    except _Interrupt:
+        return 0
+    record_dir = Path(os.environ["PETLIB_TEST_RECORD"])
+    record_dir.mkdir(parents=True, exist_ok=True)
+    torch.save({"state": kept["state"], "saved": saved}, record_dir / f"rank{os.environ['RANK']}.pt")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(_worker())
