@@ -9,6 +9,7 @@ from petlib import bench
 from petlib.config import TrainConfig
 
 
+@pytest.mark.slow
 def test_quick_run_prints_every_table_with_ratios(tmp_path, capsys):
     out = tmp_path / "report.md"
     assert bench.main(["--quick", "--out", str(out)]) == 0

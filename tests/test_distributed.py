@@ -83,6 +83,7 @@ def two_epochs(tmp_path_factory):
     return out, result, time.perf_counter() - start
 
 
+@pytest.mark.slow
 def test_two_processes_end_with_identical_weights_and_rank0_writes_once(two_epochs):
     out, result, seconds = two_epochs
     rank0, rank1 = _records(out / "records1")
@@ -98,6 +99,7 @@ def test_two_processes_end_with_identical_weights_and_rank0_writes_once(two_epoc
     print(f"torchrun, 2 processes, 2 epochs: {seconds:.1f} s")
 
 
+@pytest.mark.slow
 def test_validation_covers_every_image(two_epochs):
     """The logged validation loss and Dice are those of the final weights on *all* validation
     images (one per rank here), as one process computes them."""
@@ -118,6 +120,7 @@ def test_validation_covers_every_image(two_epochs):
     assert float(logged["val_dice"]) == pytest.approx(single["dice"], rel=1e-5, abs=1e-7)
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_weights(two_epochs, tmp_path):
     full, _, _ = two_epochs
     _torchrun(tmp_path / "models", tmp_path / "records1", "--epochs", "2", stop_after_epoch=1)
