@@ -412,6 +412,7 @@ class Settings:
     loader_size: int
     loader_batch_size: int
     epoch_size: int
+    epoch_batch_size: int
     epochs: int
     matmul_n: int
     config: TrainConfig = field(default_factory=TrainConfig)
@@ -579,27 +580,36 @@ A100_BF16_DENSE_FLOPS = 312e12
 def section_loader(s: Settings, train_flops: float | None, print_: Callable[[str], None]) -> None:
     size, batch_size = s.loader_size, s.loader_batch_size
     print_(f"## Data loader ({size} px, batch {batch_size}, training split of `{s.data_path}`)\n")
-    cache_dir = s.data_path / ".cache"
-    before = set(cache_dir.iterdir()) if cache_dir.is_dir() else None
+    # The disk cache goes to <root>/.cache: give it a throw-away root that links to the data,
+    # so that the benchmark never writes beside the user's data (even when it is killed).
+    scratch = tempfile.TemporaryDirectory(prefix="petlib-bench-")
+    linked = Path(scratch.name)
+    for name in ("images", "annotations"):
+        (linked / name).symlink_to((s.data_path / name).resolve(), target_is_directory=True)
     sources = []  # (label, dataset, set-up seconds, worker processes)
-    for label, cache, dtype, workers in [
-        ("JPEG: decode + resize every time", False, torch.uint8, 0),
-        ("cache in memory (uint8, as `fit`)", True, torch.uint8, 0),
-        ("cache on disk, memory-mapped (uint8)", "disk", torch.uint8, 0),
-        ("cache in memory, float32 items", True, torch.float32, 0),
-        ("cache in memory (uint8), 2 worker processes", True, torch.uint8, 2),
+    for label, root, cache, dtype, workers in [
+        ("JPEG: decode + resize every time", s.data_path, False, torch.uint8, 0),
+        ("cache in memory (uint8, as `fit`)", s.data_path, True, torch.uint8, 0),
+        ("cache on disk, memory-mapped (uint8)", linked, "disk", torch.uint8, 0),
+        ("cache in memory, float32 items", s.data_path, True, torch.float32, 0),
+        ("cache in memory (uint8), 2 worker processes", s.data_path, True, torch.uint8, 2),
     ]:
         start = time.perf_counter()
-        dataset = OxfordPetSegmentation(s.data_path, "train", image_size=size, cache=cache, dtype=dtype)
+        dataset = OxfordPetSegmentation(root, "train", image_size=size, cache=cache, dtype=dtype)
         sources.append((label, dataset, time.perf_counter() - start, workers))
+    described = [(label, setup, workers) for label, _, setup, workers in sources]
     loaders: list[tuple[DataLoader, DataLoader]] = []
     try:
         augment = Augment()
-        # Images a pass: about s.seconds' worth, from a short probe of each source alone.
-        probe_rates = [_time_loader(_loader(d, batch_size, 2 * batch_size, 0), None) for _, d, _, _ in sources]
+        # Images a pass: about s.seconds' worth, from a short probe of each source.
+        probe_rates = []
+        for _, dataset, _, workers in sources:
+            probe = _loader(dataset, batch_size, (16 if workers else 2) * batch_size, workers)
+            _time_loader(probe, None)  # starts the workers
+            probe_rates.append(_time_loader(probe, None))
+            del probe
         probe_aug = _time_loader(_loader(sources[1][1], batch_size, 2 * batch_size, 0), augment)
         for (_, dataset, _, workers), rate in zip(sources, probe_rates):
-            rate *= max(1, workers)
             alone = max(2, round(s.seconds * rate / batch_size)) * batch_size
             augmented = max(2, round(s.seconds * min(rate, probe_aug) / batch_size)) * batch_size
             pair = (_loader(dataset, batch_size, alone, workers), _loader(dataset, batch_size, augmented, workers))
@@ -615,18 +625,14 @@ def section_loader(s: Settings, train_flops: float | None, print_: Callable[[str
                 augmented_runs[i].append(_time_loader(loader, augment))
     finally:
         del loaders  # stops the worker processes
-        for _, dataset, _, _ in sources:
-            path = dataset.cache_path
-            if path is not None and path.parent == cache_dir and (before is None or path not in before):
-                path.unlink(missing_ok=True)  # leave the data folder as we found it
-        if before is None and cache_dir.is_dir() and not any(cache_dir.iterdir()):
-            cache_dir.rmdir()
+        sources.clear()
+        scratch.cleanup()  # removes the links, not what they point to
     rates = [statistics.median(r) for r in alone_runs]
     augmented = [statistics.median(r) for r in augmented_runs]
     rows = [
         [label, workers, f"{setup:.2f}", _rate(rates[i]), _ratio(rates[i], rates[0]),
          _rate(augmented[i]), _ratio(augmented[i], augmented[0])]
-        for i, (label, _, setup, workers) in enumerate(sources)
+        for i, (label, setup, workers) in enumerate(described)
     ]
     print_(table(["source", "workers", "set-up s", "loader img/s", "vs JPEG", "+ Augment() on CPU img/s",
                   "vs JPEG"], rows) + "\n")
@@ -704,7 +710,8 @@ def section_epoch(s: Settings, print_: Callable[[str], None]) -> None:
     model = "resnet34_unet"
     with tempfile.TemporaryDirectory() as out:
         config = replace(s.config, model=model, data_path=str(s.data_path), image_size=s.epoch_size,
-                         epochs=s.epochs, out_dir=out, device=str(s.device), cache=True)
+                         batch_size=s.epoch_batch_size, epochs=s.epochs, out_dir=out, device=str(s.device),
+                         cache=True)
         # Wrap fit's own loaders and augmentation, so that what is timed is a real epoch of fit.
         with mock.patch.object(engine, "make_loaders", make_loaders), mock.patch.object(engine, "Augment", TimedAugment):
             result = engine.fit(config, progress=False, log=None)
@@ -760,10 +767,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seconds", type=float, default=1.0, help="about how long one repeat of one row runs")
     parser.add_argument("--device", default=None, help="default: CUDA, then MPS, then the CPU")
     parser.add_argument("--skip-peer", action="store_true", help="time petlib only")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile for training (slow to compile)")
+    parser.add_argument("--compile", action="store_true",
+                        help="add the torch.compile section (minutes of compiling on a CPU); same as --sections ... compile")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory column")
     parser.add_argument("--sections", nargs="+", default=["networks", "options", "loader", "epoch"],
-                        choices=["networks", "options", "loader", "epoch"], help="which sections to run")
+                        choices=["networks", "options", "compile", "loader", "epoch"], help="which sections to run")
     parser.add_argument("--data_path", type=Path, default=SAMPLE_ROOT,
                         help="dataset for the loader and epoch sections (default: the shipped sample)")
     parser.add_argument("--out", type=Path, default=None, help="also write the report to this markdown file")
@@ -778,7 +786,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = Settings(
         device=device, models=args.models, sizes=args.sizes, batch_size=args.batch_size, repeats=args.repeats,
         seconds=args.seconds, skip_peer=args.skip_peer, memory=not args.no_memory, data_path=args.data_path,
-        loader_size=256, loader_batch_size=TrainConfig().batch_size, epoch_size=256, epochs=2,
+        # The sample's 14 training images: batches of 4 make an epoch of several steps.
+        loader_size=256, loader_batch_size=TrainConfig().batch_size, epoch_size=256, epoch_batch_size=4, epochs=2,
         matmul_n=8192 if device.type == "cuda" else 2048,
     )
     if args.quick:
@@ -798,7 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         section_networks(s, peak, print_)
     if "options" in args.sections:
         section_options(s, print_)
-    if args.compile:
+    if args.compile or "compile" in args.sections:
         section_compile(s, print_)
     if "loader" in args.sections:
         flops, _ = count_flops(petlib_candidate("resnet34_unet", device), s.loader_size)

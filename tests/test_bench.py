@@ -108,3 +108,14 @@ def test_uint8_items_refuse_a_float_transform():
         OxfordPetSegmentation(SAMPLE_ROOT, "train", image_size=16, dtype=torch.uint8, transform=lambda i, m: (i, m))
     with pytest.raises(ValueError, match="dtype"):
         OxfordPetSegmentation(SAMPLE_ROOT, "train", image_size=16, dtype=torch.float16)
+
+
+@pytest.mark.parametrize("cache, workers", [(True, 0), (False, 4)])
+def test_gpu_loaders_read_the_cache_in_process(cache, workers):
+    """Worker processes only help JPEG decoding; from the cache they would be the bottleneck."""
+    from petlib.data import SAMPLE_ROOT
+    from petlib.engine import make_loaders
+
+    config = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=16, cache=cache)
+    loader = make_loaders(config, torch.device("cuda"), modes=("valid",))["valid"]
+    assert loader.num_workers == workers and loader.pin_memory
