@@ -90,6 +90,8 @@ class Candidate:
     channels_last: bool = False
     compile: bool = False
     cudnn_benchmark: bool = True
+    fused_optimizer: bool = False
+    compile_mode: str = "default"
 
     def build(self) -> nn.Module:
         if self.source == "smp":
@@ -103,8 +105,10 @@ class Candidate:
         parts = [str(self.amp_dtype).removeprefix("torch.") + " autocast" if self.amp_dtype else "float32"]
         if self.channels_last:
             parts.append("channels_last")
+        if self.fused_optimizer:
+            parts.append("fused AdamW")
         if self.compile:
-            parts.append("compile")
+            parts.append("compile" + ("" if self.compile_mode == "default" else f" ({self.compile_mode})"))
         return ", ".join(parts)
 
 
@@ -113,8 +117,8 @@ def petlib_candidate(model: str, device: torch.device, config: TrainConfig | Non
     config = config or TrainConfig()
     return Candidate(
         "petlib", model, amp_dtype=autocast_dtype(device, config.amp),
-        channels_last=_use(config.channels_last, device), compile=config.compile,
-        cudnn_benchmark=device.type == "cuda",
+        channels_last=_use(config.channels_last, device), compile=config.compile, compile_mode=config.compile_mode,
+        cudnn_benchmark=device.type == "cuda", fused_optimizer=_use(config.fused_optimizer, device),
     )
 
 
@@ -160,8 +164,8 @@ class _Runner:
         if candidate.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.train_model = torch.compile(model) if candidate.compile else model
-        self.optimizer = _build_optimizer(config, model)
+        self.train_model = torch.compile(model, mode=candidate.compile_mode) if candidate.compile else model
+        self.optimizer = _build_optimizer(config, model, fused=candidate.fused_optimizer)
         self.loss_fn = build_loss(config.loss)
         self.scaler = torch.amp.GradScaler(device.type) if candidate.amp_dtype == torch.float16 else None
         self.train_batch = _batch(batch_size, size, device)
@@ -356,7 +360,7 @@ def peak_memory_mib(candidate: Candidate, device: torch.device, size: int, batch
         spec = {
             "label": candidate.label, "model": candidate.model, "source": candidate.source,
             "amp_dtype": str(candidate.amp_dtype).removeprefix("torch.") if candidate.amp_dtype else None,
-            "channels_last": candidate.channels_last, "size": size, "batch_size": batch_size,
+            "channels_last": candidate.channels_last, "fused_optimizer": candidate.fused_optimizer, "size": size, "batch_size": batch_size,
         }
         code = f"from petlib.bench import _cpu_memory_probe; _cpu_memory_probe({json.dumps(json.dumps(spec))})"
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -494,6 +498,8 @@ def section_options(s: Settings, print_: Callable[[str], None]) -> None:
         replace(default, label="channels_last " + ("off" if default.channels_last else "on"),
                 channels_last=not default.channels_last),
     ]
+    flips.append(replace(default, label="fused AdamW " + ("off" if default.fused_optimizer else "on"),
+                         fused_optimizer=not default.fused_optimizer))
     if s.device.type == "cuda":
         flips.append(replace(default, label="cudnn.benchmark off", cudnn_benchmark=False))
     candidates = [replace(default, label="defaults")] + flips
@@ -515,24 +521,27 @@ def section_compile(s: Settings, print_: Callable[[str], None]) -> None:
     print_(f"Compile time: the first compiled step less a steady one. Pays back after: compile time / "
            f"time saved per image; an epoch of the full train split is {FULL_TRAIN_IMAGES:,} images.\n")
     rows = []
+    # "reduce-overhead" adds CUDA graphs; elsewhere it compiles what "default" does.
+    modes = ["default", "reduce-overhead"] if s.device.type == "cuda" else ["default"]
     for size in s.sizes:
         eager = petlib_candidate("resnet34_unet", s.device, replace(s.config, compile=False))
-        compiled = replace(eager, label="petlib + compile", compile=True)
+        compiled = [replace(eager, label=f"petlib + compile ({mode})", compile=True, compile_mode=mode) for mode in modes]
         peer = None if s.skip_peer else peer_candidate("resnet34_unet")
-        candidates = [eager, compiled] + ([peer] if peer else [])
+        candidates = [eager, *compiled] + ([peer] if peer else [])
         torch._dynamo.reset()
         speeds = measure(candidates, s.device, size, s.batch_size, s.repeats, s.config, s.seconds, infer=False)
-        e, c = speeds[0], speeds[1]
-        compile_s = c.first_step_s - c.step_s
-        saved = 1 / e.train - 1 / c.train  # seconds saved per image
-        payback = compile_s / saved if saved > 0 else float("inf")
-        rows.append([
-            "resnet34_unet", size, _rate(e.train), _rate(c.train), _ratio(c.train, e.train), f"{compile_s:.0f}",
-            f"{payback:,.0f}" if payback != float("inf") else "never",
-            f"{payback / FULL_TRAIN_IMAGES:.2f}" if payback != float("inf") else "never",
-            _ratio(c.train, speeds[2].train) if peer else "—",
-        ])
-    print_(table(["network", "px", "eager img/s", "compiled img/s", "speed-up", "compile s",
+        e = speeds[0]
+        for mode, c in zip(modes, speeds[1:]):
+            compile_s = c.first_step_s - c.step_s
+            saved = 1 / e.train - 1 / c.train  # seconds saved per image
+            payback = compile_s / saved if saved > 0 else float("inf")
+            rows.append([
+                "resnet34_unet", size, mode, _rate(e.train), _rate(c.train), _ratio(c.train, e.train),
+                f"{compile_s:.0f}", f"{payback:,.0f}" if payback != float("inf") else "never",
+                f"{payback / FULL_TRAIN_IMAGES:.2f}" if payback != float("inf") else "never",
+                _ratio(c.train, speeds[-1].train) if peer else "—",
+            ])
+    print_(table(["network", "px", "mode", "eager img/s", "compiled img/s", "speed-up", "compile s",
                   "pays back after (images)", "(epochs)", "compiled / peer"], rows) + "\n")
 
 

@@ -58,7 +58,11 @@ class TrainConfig:
     # Speed; "auto" turns an option on only on devices where it helps.
     amp: str = "auto"  # "auto" (on for CUDA), "on", "off"
     channels_last: str = "auto"  # "auto" (on for CUDA), "on", "off"
-    compile: bool = False
+    fused_optimizer: str = "auto"  # one fused kernel for the Adam(W) update: "auto" (on for CUDA), "on", "off"
+    compile: bool = False  # torch.compile the model for training
+    # torch.compile's mode: "default", or "reduce-overhead", which also replays each step as a
+    # CUDA graph, one launch instead of hundreds: what pays where the GPU waits on the host.
+    compile_mode: str = "default"
     cache: bool | str = True  # decode and resize every image once ("disk" persists it)
     num_workers: int | None = None
     # Bookkeeping.

@@ -22,7 +22,7 @@ from petlib.config import TrainConfig
 from petlib.data import SAMPLE_ROOT
 
 TRAIN_ARGS = ["--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--image_size", "32",
-              "--batch_size", "2", "--no-progress"]
+              "--batch_size", "2", "--no-progress", "--device", "cpu"]
 
 
 def _torchrun(out_dir: Path, record_dir: Path, *extra: str, stop_after_epoch: int = 0) -> subprocess.CompletedProcess:
@@ -39,9 +39,20 @@ def test_cuda_means_this_process_gpu_under_torchrun(monkeypatch):
     from petlib.engine import pick_device
 
     monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # also on a one-GPU machine
     assert pick_device("cuda") == torch.device("cuda", 1)
     assert pick_device("cuda:0") == torch.device("cuda", 0)  # an explicit index is kept
     assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from petlib.engine import pick_device
+
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(RuntimeError, match="nproc_per_node=1"):
+        pick_device()
 
 
 @pytest.mark.parametrize("device, backend", [("cuda:1", "nccl"), ("cpu", "gloo")])
