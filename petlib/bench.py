@@ -56,7 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import engine
 from .config import TrainConfig
 from .data import SAMPLE_ROOT, OxfordPetSegmentation
-from .engine import _autocast, _build_optimizer, _to_device, _use, autocast_dtype, pick_device, predict_logits
+from .engine import FUSED_OPTIMIZER_AUTO, _autocast, _build_optimizer, _to_device, _use, autocast_dtype, pick_device, predict_logits
 from .losses import build_loss
 from .models import build_model
 from .transforms import Augment
@@ -118,7 +118,7 @@ def petlib_candidate(model: str, device: torch.device, config: TrainConfig | Non
     return Candidate(
         "petlib", model, amp_dtype=autocast_dtype(device, config.amp),
         channels_last=_use(config.channels_last, device), compile=config.compile, compile_mode=config.compile_mode,
-        cudnn_benchmark=device.type == "cuda", fused_optimizer=_use(config.fused_optimizer, device),
+        cudnn_benchmark=device.type == "cuda", fused_optimizer=_use(config.fused_optimizer, device, FUSED_OPTIMIZER_AUTO),
     )
 
 
@@ -444,7 +444,8 @@ def section_peak(s: Settings, print_: Callable[[str], None]) -> tuple[float, str
 def section_networks(s: Settings, peak: float, print_: Callable[[str], None]) -> list[dict[str, Any]]:
     print_("## Networks: training and inference throughput, petlib vs peer\n")
     print_(f"Training: batch {s.batch_size}, forward + backward + AdamW step (petlib's loss and "
-           f"gradient clipping for both). Inference: batch {2 * s.batch_size}, `inference_mode`. "
+           f"gradient clipping for both; the AdamW update fused into one kernel where the options say "
+           f"so, torch's default otherwise). Inference: batch {2 * s.batch_size}, `inference_mode`. "
            f"Peer: {PEER} for the ResNet34-UNet, petlib's UNet with every speed option off for the UNet. "
            f"% of peak: FLOPs counted by `torch.utils.flop_counter` x steps/s, over the dense-matmul peak. "
            f"Peak memory: " + ("CUDA max allocated" if s.device.type == "cuda" else "growth of resident memory "

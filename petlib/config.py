@@ -58,7 +58,7 @@ class TrainConfig:
     # Speed; "auto" turns an option on only on devices where it helps.
     amp: str = "auto"  # "auto" (on for CUDA), "on", "off"
     channels_last: str = "auto"  # "auto" (on for CUDA), "on", "off"
-    fused_optimizer: str = "auto"  # one fused kernel for the Adam(W) update: "auto" (on for CUDA), "on", "off"
+    fused_optimizer: str = "auto"  # one fused kernel for the Adam(W) update: "auto" (on for CUDA and CPU), "on", "off"
     compile: bool = False  # torch.compile the model for training
     # torch.compile's mode: "default", or "reduce-overhead", which also replays each step as a
     # CUDA graph, one launch instead of hundreds: what pays where the GPU waits on the host.
@@ -76,6 +76,14 @@ class TrainConfig:
         """``lr``, or petlib's default for ``model`` when ``lr`` is None."""
         return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, 1e-3)
 
+    def __post_init__(self) -> None:
+        # A misspelt speed option would otherwise quietly mean "off".
+        for option in ("amp", "channels_last", "fused_optimizer"):
+            if getattr(self, option) not in SWITCH_VALUES:
+                raise ValueError(f"{option}={getattr(self, option)!r}; valid: {', '.join(SWITCH_VALUES)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode={self.compile_mode!r}; valid: {', '.join(COMPILE_MODES)}")
+
     @property
     def name(self) -> str:
         return self.run_name or self.model
@@ -92,6 +100,11 @@ class TrainConfig:
     def save_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
+
+#: Values of the "auto"/"on"/"off" speed options.
+SWITCH_VALUES = ("auto", "on", "off")
+#: torch.compile's modes (``torch.compile(mode=...)``).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 #: Named recipes: the lab's, segmentation_models_pytorch's example, and petlib's.
 #: Each is a set of overrides on :class:`TrainConfig`; see :func:`recipe`.

@@ -96,9 +96,15 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
-def _use(option: str, device: torch.device) -> bool:
-    """Resolve an "auto"/"on"/"off" speed option: "auto" means on for CUDA only."""
-    return option == "on" or (option == "auto" and device.type == "cuda")
+def _use(option: str, device: torch.device, auto_on: tuple[str, ...] = ("cuda",)) -> bool:
+    """Resolve an "auto"/"on"/"off" speed option: "auto" means on for the device types in
+    ``auto_on``, those where ``python -m petlib.bench`` measured it faster (README, Speed)."""
+    return option == "on" or (option == "auto" and device.type in auto_on)
+
+
+#: Device types on which a fused AdamW update is on by default: faster for training on CUDA
+#: and on the CPU (1.03-1.27x on 2 cores; not measured on Apple's MPS).
+FUSED_OPTIMIZER_AUTO = ("cuda", "cpu")
 
 
 # --------------------------------------------------------------------------- data
@@ -135,9 +141,9 @@ def make_loaders(
     """
     num_workers = config.num_workers
     if num_workers is None:
-        # From the decode-once cache this process reads ~20,000 images/s at 256 px, where
-        # worker processes, passing every batch through shared memory, manage ~2,500
-        # (python -m petlib.bench, 2 cores). Only JPEG decoding for a GPU needs workers.
+        # From the decode-once cache this process reads ~10,000 images/s at 256 px, where 2
+        # worker processes, passing every batch through shared memory, manage ~2,200 (2 cores;
+        # benchmarks/results/2026-11-26-cpu-loader-epoch.md). Only JPEG decoding for a GPU needs workers.
         num_workers = 0 if (config.cache or device.type == "cpu") else 4
     loaders = {}
     for mode in modes:
@@ -480,7 +486,7 @@ def fit(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
 
-    optimizer = _build_optimizer(config, model, fused=_use(config.fused_optimizer, device))
+    optimizer = _build_optimizer(config, model, fused=_use(config.fused_optimizer, device, FUSED_OPTIMIZER_AUTO))
     steps_per_epoch = len(loaders["train"])
     scheduler = _build_scheduler(config, optimizer, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None

@@ -43,9 +43,10 @@ def test_cuda_defaults_resolve_without_a_gpu(monkeypatch, bf16):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
     cuda = bench.petlib_candidate("resnet34_unet", torch.device("cuda"))
     assert cuda.amp_dtype == (torch.bfloat16 if bf16 else torch.float16)
-    assert cuda.channels_last and cuda.cudnn_benchmark and not cuda.compile
+    assert cuda.channels_last and cuda.cudnn_benchmark and cuda.fused_optimizer and not cuda.compile
     cpu = bench.petlib_candidate("resnet34_unet", torch.device("cpu"))
     assert cpu.amp_dtype is None and not cpu.channels_last  # bf16 is emulated on most CPUs
+    assert cpu.fused_optimizer  # measured faster for training on the CPU too
     off = bench.petlib_candidate("unet", torch.device("cuda"), TrainConfig(amp="off", channels_last="off"))
     assert off.amp_dtype is None and not off.channels_last
     assert bench.peer_candidate("unet").options == "float32"

@@ -327,6 +327,42 @@ def test_disk_cache_reused_and_rebuilt(fake_root: Path, monkeypatch: pytest.Monk
     assert_same_items(rebuilt, OxfordPetSegmentation(fake_root, "train", image_size=16))
 
 
+def test_two_builders_at_once_both_get_a_complete_cache(fake_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two datasets (think: two torchrun processes) find no cache and build it at the same time;
+    # the barrier holds each inside its build until the other has started its own.
+    import threading
+
+    barrier = threading.Barrier(2, timeout=30)
+    real_build = OxfordPetSegmentation._build_cache
+
+    def build_together(self, out):
+        barrier.wait()
+        return real_build(self, out)
+
+    monkeypatch.setattr(OxfordPetSegmentation, "_build_cache", build_together)
+    built: list[OxfordPetSegmentation] = []
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            built.append(OxfordPetSegmentation(fake_root, "train", image_size=16, cache="disk"))
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.undo()
+    assert not errors and len(built) == 2
+    assert built[0].cache_path == built[1].cache_path
+    assert list((fake_root / ".cache").iterdir()) == [built[0].cache_path]  # no temp file left
+    reference = OxfordPetSegmentation(fake_root, "train", image_size=16)
+    for dataset in built:
+        assert_same_items(dataset, reference)
+
+
 def test_disk_cache_falls_back_to_user_cache(fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A file where the cache folder should be: the root is as good as read-only for us
     # (tests may run as root, where chmod would not stop anything).

@@ -1,4 +1,5 @@
 """Training engine: real images train, checkpoints round-trip, interrupted runs resume."""
+import copy
 import dataclasses
 
 import pytest
@@ -177,3 +178,56 @@ def test_recipes_and_config_json_round_trip(tmp_path):
     import json
 
     assert TrainConfig.from_dict(json.loads(path.read_text())) == lab
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam"])
+def test_fused_optimizer_updates_like_the_default_one(optimizer):
+    # The fused update (petlib's default on CUDA and CPU) is a speed option only: the same
+    # step as torch's default implementation, up to float rounding.
+    from petlib.engine import _build_optimizer
+
+    config = TrainConfig(model="unet", optimizer=optimizer, lr=1e-2, weight_decay=1e-2)
+    torch.manual_seed(0)
+    # No bias before the BatchNorm: its gradient would be rounding noise, whose sign Adam's
+    # normalisation turns into a full step either way in both implementations.
+    models = [torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                  torch.nn.Conv2d(4, 1, 1))]
+    models.append(copy.deepcopy(models[0]))
+    optimizers = [_build_optimizer(config, models[0], fused=False), _build_optimizer(config, models[1], fused=True)]
+    assert optimizers[1].defaults["fused"] and not optimizers[0].defaults["fused"]
+    images = torch.rand(2, 3, 8, 8)
+    for _ in range(3):
+        for model, opt in zip(models, optimizers):
+            opt.zero_grad(set_to_none=True)
+            model(images).square().mean().backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("field, value", [("amp", "yes"), ("channels_last", True), ("fused_optimizer", "of"),
+                                          ("compile_mode", "fast")])
+def test_misspelt_speed_options_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})
+
+
+def test_fit_with_compile_trains_and_saves_plain_weights(tmp_path, monkeypatch):
+    # torch.compile with the mode asked for wraps the training model only; the checkpoint
+    # holds the plain model's weights (no "_orig_mod." prefix), loadable without compiling.
+    # The "aot_eager" backend traces like inductor without its minutes of C++ compiling.
+    calls = []
+    real_compile = torch.compile
+
+    def compile_for_test(model, mode=None, **kwargs):
+        calls.append(mode)
+        return real_compile(model, backend="aot_eager")
+
+    monkeypatch.setattr(torch, "compile", compile_for_test)
+    config = dataclasses.replace(tiny_config(tmp_path), compile=True, compile_mode="reduce-overhead", epochs=1)
+    result = fit(config, progress=False, log=None)
+    assert calls == ["reduce-overhead"]
+    state = load_checkpoint(result.best_checkpoint)["model_state"]
+    assert not [key for key in state if key.startswith("_orig_mod.")]
+    model, _ = load_model(result.best_checkpoint)
+    torch.testing.assert_close(dict(model.state_dict()), {k: v for k, v in state.items()})
