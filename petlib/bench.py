@@ -27,7 +27,7 @@ Both contenders run the same training step (:func:`~petlib.engine.train_one_epoc
 petlib's loss, AdamW and gradient clipping) on the same uint8 batch already on the device, so
 the ratio measures the network and its speed options only. Figures are medians over
 ``--repeats``, ours and the peer alternating within each repeat so that a busy machine slows
-both alike.
+both alike, and each built afresh for every repeat so that no ratio rests on one build.
 """
 from __future__ import annotations
 
@@ -225,39 +225,56 @@ class Throughput:
 
 def measure(
     candidates: Sequence[Candidate], device: torch.device, size: int, batch_size: int, repeats: int,
-    config: TrainConfig, seconds: float = 1.0, infer: bool = True,
+    config: TrainConfig, seconds: float = 1.0, infer: bool = True, fresh: bool = True,
 ) -> list[Throughput]:
     """Training and inference images/second of each candidate, interleaved, medians over ``repeats``.
 
-    Each repeat runs as many steps as fill about ``seconds`` (at least one).
+    Each repeat runs as many steps as fill about ``seconds`` (at least one), candidates taking
+    turns in an order that reverses every repeat. With ``fresh`` every repeat builds each
+    candidate anew (model, optimiser, batches) and warms it up: one build can run 10-20 %
+    slower than another of the same setting (where its memory landed), and that must not
+    decide a ratio. ``fresh=False`` keeps one build per candidate, for compiled models, whose
+    compile time would otherwise recur.
     """
-    runners = [_Runner(c, device, size, batch_size, config) for c in candidates]
-    plans = []
-    for runner in runners:
+    def build(candidate: Candidate) -> _Runner:
+        return _Runner(candidate, device, size, batch_size, config)
+
+    def warm_up(runner: _Runner) -> tuple[float, float]:
+        """(seconds of the first step, of a steady step); the inference warm-up too."""
         first = runner.train(1)
         for _ in range(_warmup_steps(device) - 1):
             runner.train(1)
         step = runner.train(1)
-        train_steps = max(1, round(seconds / step))
-        infer_steps = 0
         if infer:
             for _ in range(_warmup_steps(device)):
                 runner.infer(1)
-            infer_steps = max(1, round(seconds / runner.infer(1)))
-        plans.append((first, step, train_steps, infer_steps))
-    train_runs: list[list[float]] = [[] for _ in runners]
-    infer_runs: list[list[float]] = [[] for _ in runners]
+        return first, step
+
+    runners: list[_Runner | None] = [None] * len(candidates)
+    plans = []  # (first step s, steady step s, training steps a repeat, inference steps a repeat)
+    for i, candidate in enumerate(candidates):
+        runner = build(candidate)
+        first, step = warm_up(runner)
+        infer_steps = max(1, round(seconds / runner.infer(1))) if infer else 0
+        plans.append((first, step, max(1, round(seconds / step)), infer_steps))
+        runners[i] = None if fresh else runner
+        del runner
+    train_runs: list[list[float]] = [[] for _ in candidates]
+    infer_runs: list[list[float]] = [[] for _ in candidates]
     for repeat in range(repeats):
         # Alternate the order too, so that neither candidate always runs right after the other.
-        order = list(range(len(runners)))[:: 1 if repeat % 2 == 0 else -1]
-        for i in order:
-            n = plans[i][2]
-            train_runs[i].append(n * batch_size / runners[i].train(n))
-        if infer:
-            for i in order:
-                n = plans[i][3]
-                infer_runs[i].append(n * 2 * batch_size / runners[i].infer(n))
-    del runners
+        for i in list(range(len(candidates)))[:: 1 if repeat % 2 == 0 else -1]:
+            runner = runners[i]
+            if runner is None:
+                gc.collect()
+                runner = build(candidates[i])
+                warm_up(runner)
+            _, _, train_steps, infer_steps = plans[i]
+            train_runs[i].append(train_steps * batch_size / runner.train(train_steps))
+            if infer:
+                infer_runs[i].append(infer_steps * 2 * batch_size / runner.infer(infer_steps))
+            del runner
+    runners.clear()
     gc.collect()
     return [
         Throughput(
@@ -530,7 +547,8 @@ def section_compile(s: Settings, print_: Callable[[str], None]) -> None:
         peer = None if s.skip_peer else peer_candidate("resnet34_unet")
         candidates = [eager, *compiled] + ([peer] if peer else [])
         torch._dynamo.reset()
-        speeds = measure(candidates, s.device, size, s.batch_size, s.repeats, s.config, s.seconds, infer=False)
+        speeds = measure(candidates, s.device, size, s.batch_size, s.repeats, s.config, s.seconds, infer=False,
+                         fresh=False)
         e = speeds[0]
         for mode, c in zip(modes, speeds[1:]):
             compile_s = c.first_step_s - c.step_s
