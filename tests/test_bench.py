@@ -120,3 +120,27 @@ def test_gpu_loaders_read_the_cache_in_process(cache, workers):
     config = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=16, cache=cache)
     loader = make_loaders(config, torch.device("cuda"), modes=("valid",))["valid"]
     assert loader.num_workers == workers and loader.pin_memory
+
+
+@pytest.mark.parametrize("fresh, builds", [(True, 1 + 3), (False, 1)])
+def test_measure_builds_each_setting_afresh_for_every_repeat(monkeypatch, fresh, builds):
+    # One build of a setting can run 10-20 % off another build of the same setting; with
+    # `fresh` no ratio rests on one build. Compiled settings keep theirs (fresh=False).
+    built: list[str] = []
+
+    class FakeRunner:
+        def __init__(self, candidate, *args):
+            built.append(candidate.label)
+
+        def train(self, steps):
+            return 0.01 * steps
+
+        def infer(self, steps):
+            return 0.005 * steps
+
+    monkeypatch.setattr(bench, "_Runner", FakeRunner)
+    candidates = [bench.Candidate("a", "unet"), bench.Candidate("b", "unet")]
+    speeds = bench.measure(candidates, torch.device("cpu"), 32, 2, 3, TrainConfig(), seconds=0.05, fresh=fresh)
+    assert built.count("a") == built.count("b") == builds
+    assert [len(s.train_runs) for s in speeds] == [3, 3] and speeds[0].train == pytest.approx(200)
+    assert speeds[0].infer == pytest.approx(2 * 2 / 0.005)
