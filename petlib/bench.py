@@ -334,24 +334,30 @@ def matmul_flops(device: torch.device, dtype: torch.dtype, n: int, repeats: int)
     return statistics.median(rates)
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _memory_status_bytes(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _cpu_memory_probe(spec: str) -> None:
-    """Run in a fresh process: print the peak growth of resident memory over two training steps."""
-    import resource
+    """Run in a fresh process: print the peak growth of resident memory over two training steps.
 
+    The peak is ``VmHWM``, the high-water mark of this process's own memory map. Not
+    ``getrusage``'s ``ru_maxrss``: Linux carries that over from the parent through fork and
+    exec, so a probe started by a large benchmark process would report the parent's size.
+    """
     values = json.loads(spec)
     amp_name = values.pop("amp_dtype")
     amp = getattr(torch, amp_name) if amp_name else None
     size, batch_size = values.pop("size"), values.pop("batch_size")
     candidate = Candidate(**values, amp_dtype=amp)
-    baseline = _rss_bytes()
+    baseline = _memory_status_bytes("VmRSS")
     _Runner(candidate, torch.device("cpu"), size, batch_size, TrainConfig()).train(2)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    print(peak - baseline)
+    print(_memory_status_bytes("VmHWM") - baseline)
 
 
 def peak_memory_mib(candidate: Candidate, device: torch.device, size: int, batch_size: int) -> float | None:

@@ -2,6 +2,9 @@
 the options resolved for CUDA are checked on the CPU (no GPU needed)."""
 from __future__ import annotations
 
+import sys
+
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +147,13 @@ def test_measure_builds_each_setting_afresh_for_every_repeat(monkeypatch, fresh,
     assert built.count("a") == built.count("b") == builds
     assert [len(s.train_runs) for s in speeds] == [3, 3] and speeds[0].train == pytest.approx(200)
     assert speeds[0].infer == pytest.approx(2 * 2 / 0.005)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the CPU memory probe reads /proc")
+def test_cpu_peak_memory_is_the_probe_s_own_not_its_parent_s():
+    # Linux carries ru_maxrss from parent to child through fork and exec: a probe started by a
+    # big benchmark process must still report its own training peak, not the parent's size.
+    ballast = np.ones(1536 * 2**20, dtype=np.uint8)  # 1.5 GiB resident in this process
+    mib = bench.peak_memory_mib(bench.Candidate("tiny", "resnet34_unet"), torch.device("cpu"), 32, 2)
+    assert ballast[-1] == 1
+    assert mib is not None and 0 < mib < 1024, mib
