@@ -253,6 +253,11 @@ def test_trimap_to_mask() -> None:
     assert trimap_to_mask(trimap).dtype == np.float32
     tensor = trimap_to_mask(torch.from_numpy(trimap))
     assert tensor.dtype == torch.float32 and tensor.tolist() == [[1.0, 0.0, 1.0]]
+    as_uint8 = trimap_to_mask(torch.from_numpy(trimap), torch.uint8)
+    assert as_uint8.dtype == torch.uint8 and as_uint8.tolist() == [[1, 0, 1]]
+    floats = trimap.astype(np.float32)  # float trimaps take the comparisons, same answer
+    np.testing.assert_array_equal(trimap_to_mask(floats), trimap_to_mask(trimap))
+    assert trimap_to_mask(torch.from_numpy(floats)).tolist() == [[1.0, 0.0, 1.0]]
 
 
 # ----------------------------------------------------------------------------- transform
