@@ -56,7 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from . import engine
 from .config import TrainConfig
 from .data import SAMPLE_ROOT, OxfordPetSegmentation
-from .engine import FUSED_OPTIMIZER_AUTO, _autocast, _build_optimizer, _to_device, _use, autocast_dtype, pick_device, predict_logits
+from .engine import _autocast, _build_optimizer, _to_device, autocast_dtype, pick_device, predict_logits
 from .losses import build_loss
 from .models import build_model
 from .transforms import Augment
@@ -115,10 +115,11 @@ class Candidate:
 def petlib_candidate(model: str, device: torch.device, config: TrainConfig | None = None) -> Candidate:
     """petlib as :func:`~petlib.engine.fit` runs it on ``device`` with ``config``'s speed options."""
     config = config or TrainConfig()
+    options = engine.speed_options(config, device)
     return Candidate(
-        "petlib", model, amp_dtype=autocast_dtype(device, config.amp),
-        channels_last=_use(config.channels_last, device), compile=config.compile, compile_mode=config.compile_mode,
-        cudnn_benchmark=device.type == "cuda", fused_optimizer=_use(config.fused_optimizer, device, FUSED_OPTIMIZER_AUTO),
+        "petlib", model, amp_dtype=options.amp_dtype, channels_last=options.channels_last,
+        compile=config.compile, compile_mode=config.compile_mode, cudnn_benchmark=options.cudnn_benchmark,
+        fused_optimizer=options.fused_optimizer,
     )
 
 

@@ -39,7 +39,7 @@ from .models import build_model
 from .transforms import Augment
 
 __all__ = [
-    "pick_device", "seed_everything", "autocast_dtype", "train_one_epoch", "evaluate",
+    "pick_device", "seed_everything", "autocast_dtype", "SpeedOptions", "speed_options", "train_one_epoch", "evaluate",
     "predict_logits", "fit", "FitResult", "make_loaders", "read_history",
 ]
 
@@ -105,6 +105,27 @@ def _use(option: str, device: torch.device, auto_on: tuple[str, ...] = ("cuda",)
 #: Device types on which a fused AdamW update is on by default: faster for training on CUDA
 #: and never slower on the CPU (1.00-1.12x on 2 cores; not measured on Apple's MPS).
 FUSED_OPTIMIZER_AUTO = ("cuda", "cpu")
+
+
+@dataclass(frozen=True)
+class SpeedOptions:
+    """What a config's speed options come to on one device: what :func:`fit` runs with."""
+
+    amp_dtype: torch.dtype | None  # autocast dtype, None for plain float32
+    channels_last: bool
+    fused_optimizer: bool
+    cudnn_benchmark: bool
+
+
+def speed_options(config: TrainConfig, device: torch.device) -> SpeedOptions:
+    """Resolve ``config``'s "auto"/"on"/"off" speed options for ``device``."""
+    return SpeedOptions(
+        amp_dtype=autocast_dtype(device, config.amp),
+        channels_last=_use(config.channels_last, device),
+        fused_optimizer=_use(config.fused_optimizer, device, FUSED_OPTIMIZER_AUTO),
+        # Fixed input sizes: let cuDNN try its kernels once and keep the fastest.
+        cudnn_benchmark=device.type == "cuda",
+    )
 
 
 # --------------------------------------------------------------------------- data
@@ -479,14 +500,14 @@ def fit(
     if state is not None:
         model_kwargs.pop("pretrained", None)  # weights come from the checkpoint
     model = build_model(config.model, **model_kwargs).to(device)
-    channels_last = _use(config.channels_last, device)
+    options = speed_options(config, device)
+    channels_last, amp_dtype = options.channels_last, options.amp_dtype
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    amp_dtype = autocast_dtype(device, config.amp)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
+    if options.cudnn_benchmark:
+        torch.backends.cudnn.benchmark = True
 
-    optimizer = _build_optimizer(config, model, fused=_use(config.fused_optimizer, device, FUSED_OPTIMIZER_AUTO))
+    optimizer = _build_optimizer(config, model, fused=options.fused_optimizer)
     steps_per_epoch = len(loaders["train"])
     scheduler = _build_scheduler(config, optimizer, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
