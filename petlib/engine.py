@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import random
 import time
@@ -26,7 +25,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 from tqdm.auto import tqdm
 
 from . import distributed as dist
