@@ -6,11 +6,15 @@
 # Each part runs in its own process under a time limit, so that one that fails or runs long
 # loses nothing of the others; each writes <date>-cuda-<part>.md (the report, with the command
 # in its first lines) to OUT_DIR, and <date>-cuda-<part>.log (its output) only if it failed. Needs the peer for the
-# network rows: pip install -e ".[bench]". PYTHON picks the interpreter (default: python3);
+# network rows: pip install -e ".[bench]". PYTHON picks the interpreter (default: .venv's, else python3);
 # BENCH_ARGS are added to every benchmark run and PYTEST_ARGS to the tests (e.g. "-n 8").
 set -u
-out=${1:-benchmarks/results}
-py=${PYTHON:-python3}
+out=$(realpath -m "${1:-benchmarks/results}")  # before moving to the project root
+cd "$(dirname "$0")/.."
+# The project's virtual environment (make setup) if there is one, else python3.
+default_py=python3
+[ -x .venv/bin/python ] && default_py=.venv/bin/python
+py=${PYTHON:-$default_py}
 tag="$(date +%F)-cuda"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
