@@ -32,6 +32,8 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     data_path: str = "dataset/oxford-iiit-pet"
     image_size: int = 256
+    # Use only this many images of each split, evenly spaced through it (tests, quick runs).
+    subset: int | None = None
     # Optimisation.
     epochs: int = 50
     batch_size: int = 16

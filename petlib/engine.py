@@ -168,7 +168,8 @@ def make_loaders(
     loaders = {}
     for mode in modes:
         dataset = OxfordPetSegmentation(
-            config.data_path, mode, image_size=config.image_size, cache=config.cache, dtype=dtype
+            config.data_path, mode, image_size=config.image_size, cache=config.cache, dtype=dtype,
+            subset=config.subset,
         )
         train = mode == "train"
         sampler: Sampler[int]
