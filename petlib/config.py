@@ -9,11 +9,31 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrainConfig", "RECIPES", "DEFAULT_LR", "recipe"]
+from .losses import LOSSES
+from .models import MODELS
+
+__all__ = [
+    "TrainConfig", "RECIPES", "DEFAULT_LR", "recipe",
+    "OPTIMIZERS", "SCHEDULERS", "SWITCH_VALUES", "COMPILE_MODES", "CACHE_VALUES",
+]
+
+# The one list of each enumerated option: TrainConfig checks against it, the engine's builders
+# name it in their errors, and the command lines offer it as argparse choices.
+#: Optimisers :func:`petlib.engine.fit` builds.
+OPTIMIZERS = ("adamw", "adam")
+#: Learning-rate schedules :func:`petlib.engine.fit` builds.
+SCHEDULERS = ("onecycle", "cosine", "none")
+#: Values of the "auto"/"on"/"off" speed options.
+SWITCH_VALUES = ("auto", "on", "off")
+#: torch.compile's modes (``torch.compile(mode=...)``).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: Values of ``cache`` (see :class:`petlib.data.OxfordPetSegmentation`).
+CACHE_VALUES = (True, False, "memory", "disk")
 
 #: petlib's peak learning rate per network (AdamW, one-cycle), from learning-rate range
 #: tests (``python -m petlib.experiments lr-find``) and validation Dice; see the README.
@@ -38,13 +58,13 @@ class TrainConfig:
     epochs: int = 50
     batch_size: int = 16
     lr: float | None = None  # None: petlib's learning rate for the model, see DEFAULT_LR
-    optimizer: str = "adamw"  # "adamw" or "adam"
+    optimizer: str = "adamw"  # one of OPTIMIZERS
     weight_decay: float = 1e-4
-    scheduler: str = "onecycle"  # "onecycle", "cosine", "none"
+    scheduler: str = "onecycle"  # one of SCHEDULERS
     warmup_epochs: float = 1.0  # for "cosine"; "onecycle" warms up for pct_start of the run
     min_lr: float = 1e-5  # final learning rate of "cosine"
     grad_clip: float | None = 1.0  # max gradient norm; None disables
-    loss: str = "bce+dice"  # "bce" (the lab's), "dice", "bce+dice"
+    loss: str = "bce+dice"  # one of petlib.losses.LOSSES: "bce" (the lab's), "dice", "bce+dice", ...
     augment: bool = True
     # Augmentation strength (see petlib.transforms.Augment): the random crop keeps at least
     # crop_scale_min of the image's area; rotation in degrees; colour jitter factor range.
@@ -79,12 +99,56 @@ class TrainConfig:
         return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, 1e-3)
 
     def __post_init__(self) -> None:
-        # A misspelt speed option would otherwise quietly mean "off".
+        # Check everything here, before any data is read: a misspelt option would otherwise
+        # fail minutes into a run, or worse, quietly mean something else ("off").
+        _check_choice("model", self.model, tuple(MODELS))
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("scheduler", self.scheduler, SCHEDULERS)
+        _check_choice("loss", self.loss, tuple(LOSSES))
         for option in ("amp", "channels_last", "fused_optimizer"):
-            if getattr(self, option) not in SWITCH_VALUES:
-                raise ValueError(f"{option}={getattr(self, option)!r}; valid: {', '.join(SWITCH_VALUES)}")
-        if self.compile_mode not in COMPILE_MODES:
-            raise ValueError(f"compile_mode={self.compile_mode!r}; valid: {', '.join(COMPILE_MODES)}")
+            _check_choice(option, getattr(self, option), SWITCH_VALUES)
+        _check_choice("compile_mode", self.compile_mode, COMPILE_MODES)
+        # `in` would take 1 for True and 0 for False: compare types too.
+        if not any(type(self.cache) is type(v) and self.cache == v for v in CACHE_VALUES):
+            _invalid("cache", self.cache, "True, False, 'memory' or 'disk'")
+        for f in dataclasses.fields(self):
+            if f.type == "bool" and not isinstance(getattr(self, f.name), bool):  # annotations are strings here
+                _invalid(f.name, getattr(self, f.name), "True or False")
+        if not isinstance(self.model_kwargs, dict):
+            _invalid("model_kwargs", self.model_kwargs, "a dict of keyword arguments for the model")
+        for name in ("data_path", "out_dir"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                _invalid(name, getattr(self, name), "a non-empty path string")
+        # The networks pad to a multiple of their stride inside forward, so any size works.
+        _check_int("image_size", self.image_size, 1)
+        _check_int("epochs", self.epochs, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("seed", self.seed, None)
+        _check_int("subset", self.subset, 1, optional=True)
+        _check_int("eval_batch_size", self.eval_batch_size, 1, optional=True)
+        _check_int("num_workers", self.num_workers, 0, optional=True)
+        _check_number("lr", self.lr, 0, low_open=True, optional=True)
+        _check_number("weight_decay", self.weight_decay, 0)
+        _check_number("warmup_epochs", self.warmup_epochs, 0)
+        _check_number("min_lr", self.min_lr, 0)
+        _check_number("grad_clip", self.grad_clip, 0, low_open=True, optional=True)
+        _check_number("crop_scale_min", self.crop_scale_min, 0, low_open=True)
+        if isinstance(self.crop_scale_max, bool) or not isinstance(self.crop_scale_max, (int, float)) \
+                or not self.crop_scale_min <= self.crop_scale_max < math.inf:
+            _invalid("crop_scale_max", self.crop_scale_max, f"a number >= crop_scale_min ({self.crop_scale_min:g})")
+        _check_number("rotation", self.rotation, 0, high=180)
+        # A factor of 1 - 1 = 0 would turn images black (brightness) or flat grey (contrast).
+        _check_number("color_jitter", self.color_jitter, 0, high=1, high_open=True)
+        if self.run_name is not None and (not isinstance(self.run_name, str) or not self.run_name
+                                          or any(sep in self.run_name for sep in "/\\")):
+            _invalid("run_name", self.run_name, "None or a file stem without path separators")
+        if self.device is not None:
+            try:
+                import torch
+
+                torch.device(self.device)
+            except (RuntimeError, TypeError):
+                _invalid("device", self.device, "None (automatic) or a torch device such as 'cpu', 'cuda', 'cuda:1', 'mps'")
 
     @property
     def name(self) -> str:
@@ -103,10 +167,40 @@ class TrainConfig:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-#: Values of the "auto"/"on"/"off" speed options.
-SWITCH_VALUES = ("auto", "on", "off")
-#: torch.compile's modes (``torch.compile(mode=...)``).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+def _invalid(name: str, value: Any, expected: str) -> None:
+    raise ValueError(f"TrainConfig.{name}={value!r} is not valid; expected {expected}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        _invalid(name, value, f"one of {', '.join(choices)}")
+
+
+def _check_int(name: str, value: Any, low: int | None, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    # bool is an int subclass; True epochs is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        bound = "an integer" + (f" >= {low}" if low is not None else "")
+        _invalid(name, value, bound + (" or None" if optional else ""))
+
+
+def _check_number(
+    name: str, value: Any, low: float, *, low_open: bool = False, high: float | None = None,
+    high_open: bool = False, optional: bool = False,
+) -> None:
+    if optional and value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if not ok:
+        bound = f"a number {'>' if low_open else '>='} {low:g}"
+        if high is not None:
+            bound += f" and {'<' if high_open else '<='} {high:g}"
+        _invalid(name, value, bound + (" or None" if optional else ""))
+
 
 #: Named recipes: the lab's, segmentation_models_pytorch's example, and petlib's.
 #: Each is a set of overrides on :class:`TrainConfig`; see :func:`recipe`.

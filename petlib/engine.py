@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from . import distributed as dist
 from .checkpoint import load_checkpoint, load_state_dict, save_checkpoint
-from .config import TrainConfig
+from .config import OPTIMIZERS, SCHEDULERS, TrainConfig
 from .data import OxfordPetSegmentation
 from .losses import build_loss
 from .metrics import dice_per_image, iou_per_image
@@ -386,7 +386,7 @@ def _build_optimizer(config: TrainConfig, model: nn.Module, fused: bool = False)
             lr=config.learning_rate,
             fused=fused_arg,
         )
-    raise ValueError(f"unknown optimizer {config.optimizer!r}; valid: adam, adamw")
+    raise ValueError(f"unknown optimizer {config.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
 
 
 def _build_scheduler(
@@ -415,7 +415,7 @@ def _build_scheduler(
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    raise ValueError(f"unknown scheduler {config.scheduler!r}; valid: onecycle, cosine, none")
+    raise ValueError(f"unknown scheduler {config.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
 
 
 def _paths(config: TrainConfig) -> tuple[Path, Path, Path]:
