@@ -16,6 +16,7 @@ from typing import Any
 
 from .losses import LOSSES
 from .models import MODELS
+from .transforms import Augment
 
 __all__ = [
     "TrainConfig", "RECIPES", "DEFAULT_LR", "recipe",
@@ -66,14 +67,13 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max gradient norm; None disables
     loss: str = "bce+dice"  # one of petlib.losses.LOSSES: "bce" (the lab's), "dice", "bce+dice", ...
     augment: bool = True
-    # Augmentation strength (see petlib.transforms.Augment): the random crop keeps at least
-    # crop_scale_min of the image's area; rotation in degrees; colour jitter factor range.
-    # The defaults are the mildest of the settings compared on validation Dice (README):
-    # with 30 epochs from scratch, stronger augmentation underfits.
-    crop_scale_min: float = 0.8
-    crop_scale_max: float = 1.0  # above 1 also zooms out (smaller pets, reflected borders)
-    rotation: float = 5.0
-    color_jitter: float = 0.1
+    # Augmentation strength, petlib.transforms.Augment.from_config(config): the random crop keeps
+    # at least crop_scale_min of the image's area; rotation in degrees; colour jitter factor range.
+    # One set of defaults, Augment's (0.8-1.0, 5 degrees, 0.1; why those: see Augment).
+    crop_scale_min: float = Augment.scale[0]
+    crop_scale_max: float = Augment.scale[1]  # above 1 also zooms out (smaller pets, reflected borders)
+    rotation: float = Augment.rotation
+    color_jitter: float = Augment.color_jitter
     # Evaluation.
     eval_batch_size: int | None = None  # default: 2 x batch_size
     tta: bool = True  # average logits with the horizontally flipped image (validation and test)

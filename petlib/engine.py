@@ -531,10 +531,7 @@ def fit(
     if config.compile:
         train_model = torch.compile(train_model, mode=config.compile_mode)
     loss_fn = build_loss(config.loss)
-    augment = (
-        Augment(scale=(config.crop_scale_min, config.crop_scale_max), rotation=config.rotation, color_jitter=config.color_jitter)
-        if config.augment else None
-    )
+    augment = Augment.from_config(config) if config.augment else None
 
     if dist.is_main():
         Path(config.out_dir).mkdir(parents=True, exist_ok=True)

@@ -126,7 +126,7 @@ def lr_range_test(
     model = build_model(config.model, **config.model_kwargs).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=start_lr, weight_decay=config.weight_decay)
     loss_fn = build_loss(config.loss)
-    augment = Augment() if config.augment else None
+    augment = Augment.from_config(config) if config.augment else None  # the augmentation being tuned for
     factor = (end_lr / start_lr) ** (1 / max(1, steps - 1))
     curve, smoothed, best = [], None, math.inf
     step, lr = 0, start_lr

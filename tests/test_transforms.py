@@ -49,3 +49,34 @@ def test_hflip_alone_flips_or_keeps():
     out, _ = Augment(scale=(1, 1), ratio=(1, 1), rotation=0, color_jitter=0)(images, masks)
     for a, b in zip(out, images):
         assert torch.allclose(a, b, atol=1e-5) or torch.allclose(a, b.flip(-1), atol=1e-5)
+
+
+def test_augment_defaults_are_the_configs():
+    from petlib.config import TrainConfig
+
+    config = TrainConfig()
+    assert Augment() == Augment.from_config(config)
+    assert (Augment().scale, Augment().rotation, Augment().color_jitter) == ((0.8, 1.0), 5.0, 0.1)
+    custom = TrainConfig(crop_scale_min=0.5, crop_scale_max=1.2, rotation=20.0, color_jitter=0.3)
+    assert Augment.from_config(custom) == Augment(scale=(0.5, 1.2), rotation=20.0, color_jitter=0.3)
+
+
+def test_lr_range_test_augments_as_the_config_it_tunes(monkeypatch):
+    from petlib.config import TrainConfig
+    from petlib.data import SAMPLE_ROOT
+    from petlib.experiments import lr_range_test
+
+    used = []
+    real_call = Augment.__call__
+
+    def spy(self, images, masks, generator=None):
+        used.append(self)
+        return real_call(self, images, masks, generator)
+
+    monkeypatch.setattr(Augment, "__call__", spy)
+    config = TrainConfig(model="unet", model_kwargs={"base_channels": 4}, data_path=str(SAMPLE_ROOT), image_size=16,
+                         subset=4, batch_size=2, crop_scale_min=0.5, rotation=30.0, color_jitter=0.2, device="cpu",
+                         cache=False, num_workers=0)
+    curve = lr_range_test(config, steps=2)
+    assert len(curve) == 2
+    assert used and all(a == Augment(scale=(0.5, 1.0), rotation=30.0, color_jitter=0.2) for a in used)
