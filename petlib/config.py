@@ -210,9 +210,10 @@ RECIPES: dict[str, dict[str, Any]] = {
         loss="bce", optimizer="adam", lr=5e-5, weight_decay=0.0, scheduler="none",
         grad_clip=None, augment=False, tta=False,
     ),
-    # smp's binary-segmentation example: soft Dice, Adam 2e-4, cosine to 1e-5, no augmentation.
+    # smp's binary-segmentation example: its soft Dice (pooled over the batch), Adam 2e-4, cosine
+    # to 1e-5, no augmentation.
     "smp": dict(
-        loss="dice", optimizer="adam", lr=2e-4, weight_decay=0.0, scheduler="cosine",
+        loss="dice_pooled", optimizer="adam", lr=2e-4, weight_decay=0.0, scheduler="cosine",
         warmup_epochs=0.0, min_lr=1e-5, grad_clip=None, augment=False, tta=False,
     ),
     # petlib's defaults (the TrainConfig defaults).

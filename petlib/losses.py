@@ -1,4 +1,5 @@
-"""Training losses on logits: the lab's BCE, a soft Dice, and their sum.
+"""Training losses on logits: the lab's BCE, a soft Dice (per image, or pooled over the
+batch as segmentation_models_pytorch computes it), and their sum.
 
 All take ``logits`` ``(N, 1, H, W)`` and ``masks`` ``(N, 1, H, W)`` with values 0/1 and
 return a scalar. They are computed in float32 even under autocast, because the sums
@@ -6,6 +7,7 @@ over many pixels in a soft Dice lose precision in half floats.
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -16,22 +18,41 @@ __all__ = ["SoftDiceLoss", "BCEDiceLoss", "LOSSES", "build_loss"]
 
 
 class SoftDiceLoss(nn.Module):
-    """``1 - soft Dice`` per image, averaged over the batch.
+    """``1 - soft Dice``, per image and averaged over the batch, or pooled over the batch.
 
-    Soft Dice uses probabilities instead of hard 0/1 predictions so it has a gradient:
-    ``(2 Σ p·t + ε) / (Σ p + Σ t + ε)``. Averaging per image (rather than pooling all
-    pixels of the batch) gives small pets the same weight as large ones, matching the
-    per-image Dice we report. ``eps`` keeps an image with empty truth and empty
-    prediction at loss 0 instead of 0/0.
+    Soft Dice uses probabilities instead of hard 0/1 predictions so it has a gradient.
+
+    Per image (the default): ``(2 Σ p·t + ε) / (Σ p + Σ t + ε)`` over each image's pixels,
+    averaged over the batch. This gives small pets the same weight as large ones, matching
+    the per-image Dice we report; ``eps`` (default 1) keeps an image with empty truth and
+    empty prediction at loss 0 instead of 0/0.
+
+    Pooled (``pooled=True``): one Dice over every pixel of the batch, exactly
+    segmentation_models_pytorch's ``DiceLoss(mode="binary")`` with its defaults (smooth 0,
+    ``eps`` 1e-7): ``2 Σ p·t / max(Σ p + Σ t, 2 eps)``, and loss 0 for a batch without a
+    single pet pixel (smp drops a class absent from the truth). Large pets weigh more.
+
+    Args:
+        eps: per image, the smoothing added to numerator and denominator (default 1);
+            pooled, the floor of the half denominator (default 1e-7, smp's).
+        pooled: pool the batch (smp's loss) instead of averaging per image.
+
+    Takes ``logits`` and ``masks`` ``(N, 1, H, W)``; returns a scalar.
     """
 
-    def __init__(self, eps: float = 1.0) -> None:
+    def __init__(self, eps: float | None = None, pooled: bool = False) -> None:
         super().__init__()
-        self.eps = eps
+        self.pooled = pooled
+        self.eps = eps if eps is not None else (1e-7 if pooled else 1.0)
 
     def forward(self, logits: Tensor, masks: Tensor) -> Tensor:
-        probs = torch.sigmoid(logits.float()).flatten(1)
-        masks = masks.float().flatten(1)
+        probs = torch.sigmoid(logits.float()).flatten(1)  # (N, H*W)
+        masks = masks.float().flatten(1)  # (N, H*W)
+        if self.pooled:
+            inter, total = (probs * masks).sum(), probs.sum() + masks.sum()
+            dice = inter / (total / 2).clamp_min(self.eps)
+            # smp multiplies by "the truth has pixels": without any, the loss is 0, not 1.
+            return (1 - dice) * (masks.sum() > 0)
         inter = (probs * masks).sum(1)
         dice = (2 * inter + self.eps) / (probs.sum(1) + masks.sum(1) + self.eps)
         return 1 - dice.mean()
@@ -44,11 +65,11 @@ class BCEDiceLoss(nn.Module):
     metric we report and counters the background majority (about 2/3 of the pixels).
     """
 
-    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0) -> None:
+    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0, pooled: bool = False) -> None:
         super().__init__()
         self.bce_weight = bce_weight
         self.dice_weight = dice_weight
-        self.dice = SoftDiceLoss()
+        self.dice = SoftDiceLoss(pooled=pooled)
 
     def forward(self, logits: Tensor, masks: Tensor) -> Tensor:
         bce = F.binary_cross_entropy_with_logits(logits.float(), masks.float())
@@ -63,10 +84,13 @@ class _BCEWithLogits(nn.BCEWithLogitsLoss):
 
 
 #: Loss name -> constructor, as spelled in configs and on the command line.
+#: ``*_pooled`` Dice pools the batch as segmentation_models_pytorch does (its recipe uses it).
 LOSSES: dict[str, Callable[[], nn.Module]] = {
     "bce": _BCEWithLogits,
     "dice": SoftDiceLoss,
     "bce+dice": BCEDiceLoss,
+    "dice_pooled": functools.partial(SoftDiceLoss, pooled=True),
+    "bce+dice_pooled": functools.partial(BCEDiceLoss, pooled=True),
 }
 
 

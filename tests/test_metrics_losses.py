@@ -100,3 +100,52 @@ def test_unknown_loss_lists_valid_names():
     with pytest.raises(ValueError, match="bce, dice, bce\\+dice"):
         build_loss("focal")
     assert not math.isnan(build_loss("dice")(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)).item())
+
+
+# ----------------------------------------------------------------------------- against smp
+
+
+def batch_with_empty_images() -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and masks ``(6, 1, 16, 16)``: some images with no pet, one predicted empty too."""
+    torch.manual_seed(0)
+    masks = (torch.rand(6, 1, 16, 16) > 0.6).float()
+    masks[1] = 0  # empty truth, some predicted pet
+    masks[2] = 0  # empty truth, empty prediction (below)
+    logits = 3 * torch.randn(6, 1, 16, 16)
+    logits[2] = -10
+    return logits, masks
+
+
+def test_pooled_dice_loss_is_smps_binary_dice_loss():
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    reference = smp.losses.DiceLoss(mode="binary")  # from_logits, smooth 0, eps 1e-7
+    ours = SoftDiceLoss(pooled=True)
+    logits, masks = batch_with_empty_images()
+    for lo, ma in [(logits, masks), (logits[:1], masks[:1]), (logits[1:3], masks[1:3]), (logits[2:3], masks[2:3])]:
+        a, b = lo.clone().requires_grad_(), lo.clone().requires_grad_()
+        ours_value, smp_value = ours(a, ma), reference(b, ma)
+        torch.testing.assert_close(ours_value, smp_value, rtol=1e-5, atol=1e-6)
+        ours_value.backward()
+        smp_value.backward()
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-8)
+    # The per-image loss is a different number on the same batch: the option matters.
+    assert abs(SoftDiceLoss()(logits, masks).item() - ours(logits, masks).item()) > 1e-3
+    assert build_loss("dice_pooled")(logits, masks).item() == pytest.approx(ours(logits, masks).item())
+    bce = build_loss("bce")(logits, masks)
+    assert build_loss("bce+dice_pooled")(logits, masks).item() == pytest.approx((bce + ours(logits, masks)).item())
+
+
+def test_smp_recipe_trains_with_smps_loss():
+    from petlib.config import recipe
+
+    assert recipe("smp").loss == "dice_pooled"
+
+
+def test_dice_and_iou_are_smps_micro_imagewise_metrics():
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    logits, masks = batch_with_empty_images()
+    tp, fp, fn, tn = smp.metrics.get_stats(logits.sigmoid(), masks.long(), mode="binary", threshold=0.5)
+    smp_dice = smp.metrics.f1_score(tp, fp, fn, tn, reduction="micro-imagewise", zero_division=1)
+    smp_iou = smp.metrics.iou_score(tp, fp, fn, tn, reduction="micro-imagewise", zero_division=1)
+    assert dice_score(logits, masks) == pytest.approx(smp_dice.item(), abs=1e-6)
+    assert iou_score(logits, masks) == pytest.approx(smp_iou.item(), abs=1e-6)
