@@ -91,6 +91,9 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "saved_models"
     run_name: str | None = None  # checkpoint file stem; default: the model name
+    # Write <name>_last.pth (weights, optimiser and schedule state) every epoch, for resuming.
+    # Off saves the disk traffic of quick runs; such a run cannot be resumed.
+    save_last: bool = True
     device: str | None = None  # default: CUDA, then MPS, then CPU
 
     @property

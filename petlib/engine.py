@@ -361,7 +361,7 @@ class FitResult:
     model: nn.Module
     history: list[dict[str, float]]
     best_checkpoint: Path
-    last_checkpoint: Path
+    last_checkpoint: Path | None  # None when config.save_last is off
     history_file: Path
     best_dice: float
 
@@ -457,13 +457,23 @@ def fit(
         resume: continue from ``<out_dir>/<name>_last.pth`` if it exists (model,
             optimiser, schedule, epoch, history and best score), with the config stored
             there; the continued run shuffles and augments as the uninterrupted one would.
+            Needs ``config.save_last``.
         progress: show tqdm bars.
         log: called with one line per epoch (``None`` for silence).
+
+    With ``config.save_last=False`` no ``_last.pth`` is written (for the UNet, with its
+    optimiser state, ~0.4 GB rewritten every epoch) and an earlier run's is removed: the run
+    cannot be resumed, but its best checkpoint, history and config are written as usual.
 
     Returns:
         A :class:`FitResult`. The best checkpoint is the epoch with the highest
         validation Dice; ties keep the earlier epoch.
     """
+    if resume and not config.save_last:
+        raise ValueError(
+            "resume needs the last checkpoint, and save_last=False neither reads nor writes one: "
+            "resume with save_last=True (--save_last), or start a new run without resume"
+        )
     device = pick_device(config.device)
     distributed = dist.init_from_env(device)
     log = log if (log is not None and dist.is_main()) else (lambda _msg: None)
@@ -536,6 +546,11 @@ def fit(
     if dist.is_main():
         Path(config.out_dir).mkdir(parents=True, exist_ok=True)
         config.save_json(Path(config.out_dir) / f"{config.name}_config.json")
+        if not config.save_last and last_path.exists():
+            # An earlier run's resume point: left in place, a later resume would continue that
+            # run, not this one.
+            last_path.unlink()
+            log(f"removed {last_path} of an earlier run (save_last=False: this run keeps no resume point)")
 
     def checkpoint(epoch: int) -> dict[str, Any]:
         return {
@@ -582,15 +597,16 @@ def fit(
         if dist.is_main():
             if improved:
                 save_checkpoint(checkpoint(epoch), best_path)
-            last = checkpoint(epoch)
-            last["optimizer_state"] = optimizer.state_dict()
-            last["scheduler_state"] = scheduler.state_dict() if scheduler is not None else None
-            last["scaler_state"] = scaler.state_dict() if scaler is not None else None
-            save_checkpoint(last, last_path)
+            if config.save_last:
+                last = checkpoint(epoch)
+                last["optimizer_state"] = optimizer.state_dict()
+                last["scheduler_state"] = scheduler.state_dict() if scheduler is not None else None
+                last["scaler_state"] = scaler.state_dict() if scaler is not None else None
+                save_checkpoint(last, last_path)
             _write_history(history, history_path)
         log(
             f"epoch {epoch:3d}/{config.epochs} | train loss {train_loss:.4f} | val loss {val['loss']:.4f} "
             f"| val Dice {val['dice']:.4f} | lr {lr:.2e} | {row['seconds']:.1f}s" + (" *" if improved else "")
         )
     dist.barrier()
-    return FitResult(model, history, best_path, last_path, history_path, best_dice)
+    return FitResult(model, history, best_path, last_path if config.save_last else None, history_path, best_dice)

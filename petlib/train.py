@@ -88,8 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         dist.cleanup()
     if main_process:
         print(f"best validation Dice {result.best_dice:.4f}")
-        print(f"checkpoints: {result.best_checkpoint} (best), {result.last_checkpoint} (last); "
-              f"history: {result.history_file}")
+        last = f", {result.last_checkpoint} (last)" if result.last_checkpoint is not None else ""
+        print(f"checkpoints: {result.best_checkpoint} (best){last}; history: {result.history_file}")
     return 0
 
 

@@ -15,8 +15,8 @@ from petlib.models import build_model
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
     base = TrainConfig(
-        model="resnet34_unet", data_path=str(SAMPLE_ROOT), image_size=32, epochs=2, batch_size=4,
-        lr=1e-3, out_dir=str(tmp_path / "models"), cache=True, seed=0, num_workers=0,
+        model="resnet34_unet", data_path=str(SAMPLE_ROOT), image_size=32, epochs=2, batch_size=4, subset=16,
+        lr=1e-3, out_dir=str(tmp_path / "models"), cache=True, seed=0, num_workers=0, device="cpu",
     )
     return dataclasses.replace(base, **overrides)
 
@@ -55,6 +55,18 @@ def test_fit_writes_best_last_history_and_config(tmp_path):
     assert last["epoch"] == 2 and "optimizer_state" in last and "scheduler_state" in last
     # No stray temporary files: every write was a rename.
     assert not [p for p in (tmp_path / "models").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_fit_without_save_last_writes_no_resume_point(tmp_path):
+    out = tmp_path / "models"
+    out.mkdir()
+    (out / "resnet34_unet_last.pth").write_bytes(b"an earlier run's")  # would be resumed by mistake
+    result = fit(tiny_config(tmp_path, epochs=1, save_last=False), progress=False, log=None)
+    assert result.last_checkpoint is None and result.best_checkpoint.is_file()
+    assert sorted(p.name for p in out.iterdir()) == [
+        "resnet34_unet.pth", "resnet34_unet_config.json", "resnet34_unet_history.csv"]
+    with pytest.raises(ValueError, match="save_last"):
+        fit(tiny_config(tmp_path, save_last=False), resume=True, progress=False, log=None)
 
 
 class _Interrupt(Exception):
