@@ -11,6 +11,7 @@ Modules: :mod:`petlib.data` (dataset, download), :mod:`petlib.models`,
 :mod:`petlib.checkpoint`, :mod:`petlib.plotting`; command lines ``python -m petlib.train``,
 ``petlib.inference``, ``petlib.predict``, ``petlib.data download`` and ``petlib.run``.
 """
+from ._version import __version__
 from .checkpoint import load_checkpoint, load_model, save_checkpoint
 from .config import RECIPES, TrainConfig, recipe
 from .data import DEFAULT_ROOT, SAMPLE_ROOT, OxfordPetSegmentation, load_dataset
@@ -18,8 +19,6 @@ from .engine import evaluate, fit, pick_device, read_history, train_one_epoch
 from .losses import build_loss
 from .metrics import dice_per_image, dice_score, iou_per_image, iou_score
 from .models import MODELS, build_model, count_parameters
-
-__version__ = "0.1.0"
 
 __all__ = [
     "OxfordPetSegmentation", "load_dataset", "DEFAULT_ROOT", "SAMPLE_ROOT",

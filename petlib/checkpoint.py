@@ -2,22 +2,32 @@
 
 A checkpoint holds the model's ``state_dict`` and, *beside* it (never inside it), the
 model's name and constructor kwargs, the training config, the per-epoch history and,
-for resuming, the optimizer, scheduler and grad-scaler states and the epoch reached::
+for resuming, the optimizer, scheduler and grad-scaler states and the epoch reached,
+plus the versions that wrote it::
 
-    {"format": 1, "model_name": "unet", "model_kwargs": {...}, "model_state": {...},
+    {"format": 1, "petlib_version": "0.1.0", "torch_version": "2.5.1",
+     "model_name": "unet", "model_kwargs": {...}, "model_state": {...},
      "config": {...}, "history": [{...}, ...], "epoch": 12, "best_dice": 0.91,
      "optimizer_state": {...}, "scheduler_state": {...}, "scaler_state": {...}}
+
+Everything in it is a tensor or plain data (dicts, lists, tuples, strings, numbers, None),
+so it loads with ``torch.load(weights_only=True)``: opening a checkpoint never runs code
+that came with the file.
 """
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from ._version import __version__
 from .models import build_model
 
 __all__ = ["save_checkpoint", "load_checkpoint", "load_model", "CheckpointError"]
@@ -29,19 +39,55 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be used as asked."""
 
 
+def _plain(value: Any, where: str) -> Any:
+    """``value`` with paths and dtypes as strings; any other object is refused (``TypeError``).
+
+    Only what ``torch.load(weights_only=True)`` reads back may go into a checkpoint.
+    """
+    if value is None or type(value) in (str, bool, int, float) or isinstance(value, (torch.Tensor, torch.Size)):
+        return value
+    # Subclasses pickle as their class: torch.__version__ is a TorchVersion, NumPy's float64 a float.
+    for kind in (bool, str, int, float):
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, np.generic):  # a NumPy scalar, e.g. a metric computed with NumPy
+        return value.item()
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, torch.dtype):
+        return str(value).removeprefix("torch.")  # "bfloat16"
+    if isinstance(value, dict):
+        # Rebuilt as the same kind of dict: a state_dict stays an OrderedDict.
+        return type(value)((k, _plain(v, f"{where}[{k!r}]")) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v, f"{where}[{i}]") for i, v in enumerate(value))
+    raise TypeError(
+        f"checkpoint{where} is a {type(value).__module__}.{type(value).__qualname__}; a checkpoint holds only "
+        "tensors and plain data (dict, list, tuple, str, int, float, bool, None) so that it loads with "
+        "torch.load(weights_only=True): store its state_dict() or a plain description instead"
+    )
+
+
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
-    """Write ``checkpoint`` to ``path`` atomically.
+    """Write ``checkpoint`` to ``path`` atomically, with the petlib and torch versions.
 
     The dict is written to a temporary file in the same directory, flushed to disk and
     then renamed over ``path``: a crash or Ctrl-C mid-write leaves the previous file
     intact and never a truncated one.
+
+    Raises:
+        TypeError: a value other than a tensor or plain data (see :func:`load_checkpoint`);
+            paths and dtypes are stored as strings.
     """
     path = Path(path)
+    contents = _plain(
+        {"format": FORMAT_VERSION, "petlib_version": __version__, "torch_version": torch.__version__, **checkpoint}, ""
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT_VERSION, **checkpoint}, f)
+            torch.save(contents, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -52,7 +98,16 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict written by :func:`save_checkpoint`."""
+    """Read a checkpoint dict written by :func:`save_checkpoint`.
+
+    Loads with ``torch.load(weights_only=True)``: tensors and plain data only. A file that
+    holds any other Python object is refused rather than unpickled, since unpickling it
+    could run code that came with the file.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: not a readable petlib checkpoint (the message names the file).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -60,7 +115,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             "or pass the right --model_path"
         )
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message is a page long; the name of the object it refused is what matters.
+        refused = re.search(r"GLOBAL ([\w.]+)", str(err))
+        detail = f" ({refused.group(1)})" if refused else ""
+        raise CheckpointError(
+            f"refusing to load {path}: it holds Python objects{detail} besides tensors and plain data, and "
+            "unpickling those can run arbitrary code. petlib checkpoints never do; if you trust the file, "
+            "load it with torch.load(path, weights_only=False) and save its tensors and plain values with "
+            "petlib.save_checkpoint"
+        ) from err
     except Exception as err:  # a truncated or foreign file: say which one
         raise CheckpointError(f"could not read checkpoint {path}: {err}") from err
     if not isinstance(checkpoint, dict) or "model_state" not in checkpoint or "model_name" not in checkpoint:

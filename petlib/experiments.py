@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import torch
 
+from .checkpoint import load_model
 from .config import RECIPES, TrainConfig, recipe
 from .engine import evaluate, fit, make_loaders, pick_device, seed_everything
 from .inference import score_at_original_size
@@ -77,10 +78,8 @@ def compare_recipes(
         run = fit(config, resume=resume, progress=progress)
         minutes = (time.perf_counter() - start) / 60
         device = pick_device(config.device)
-        best = torch.load(run.best_checkpoint, map_location="cpu", weights_only=False)
-        net = build_model(model)
-        net.load_state_dict(best["model_state"])
-        net.to(device).eval()
+        net, best = load_model(run.best_checkpoint, expected_model=model)
+        net.to(device)
         test_loader = make_loaders(dataclasses.replace(config, augment=False), device, modes=("test",))["test"]
         test = evaluate(net, test_loader, device, tta=config.tta)
         full = score_at_original_size(net, data_path, "test", image_size=image_size, tta=config.tta, device=device)

@@ -120,7 +120,7 @@ def test_checkpoint_round_trip_and_wrong_architecture(tmp_path):
     with pytest.raises(CheckpointError, match="holds a 'resnet34_unet' model, not 'unet'"):
         load_model(path, expected_model="unet")
     # Weights of one architecture under the other's name: a clear error, not a crash.
-    bad = torch.load(path, weights_only=False)
+    bad = torch.load(path, weights_only=True)
     bad["model_name"] = "unet"
     torch.save(bad, tmp_path / "bad.pth")
     with pytest.raises(CheckpointError, match="do not fit UNet"):
