@@ -12,7 +12,7 @@ plus the versions that wrote it::
 
 Everything in it is a tensor or plain data (dicts, lists, tuples, strings, numbers, None),
 so it loads with ``torch.load(weights_only=True)``: opening a checkpoint never runs code
-that came with the file.
+that came with the file. Files get the permissions of any new file (the user's umask).
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._files import chmod_as_new_file
 from ._version import __version__
 from .models import build_model
 
@@ -90,6 +91,7 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
             torch.save(contents, f)
             f.flush()
             os.fsync(f.fileno())
+        chmod_as_new_file(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -48,6 +48,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from ._files import chmod_as_new_file
+
 __all__ = [
     "DEFAULT_ROOT",
     "SAMPLE_ROOT",
@@ -470,6 +472,7 @@ class OxfordPetSegmentation(Dataset):
                 self._build_cache(out)
                 out.flush()
                 del out
+                chmod_as_new_file(temp_name)  # mkstemp made it 0600; others sharing the data read it too
                 os.replace(temp_name, folder / filename)
             finally:
                 if os.path.exists(temp_name):

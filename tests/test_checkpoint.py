@@ -1,4 +1,6 @@
-"""Checkpoint files: plain data only (weights_only loads), the versions that wrote them."""
+"""Checkpoint files: plain data only (weights_only loads), the versions that wrote them, and
+the permissions of any new file."""
+import os
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,12 @@ def test_saving_an_object_is_refused_before_anything_is_written(tmp_path):
         save_checkpoint({**small_checkpoint(), "history": [object()]}, tmp_path / "c.pth")
     assert list(tmp_path.iterdir()) == []
 
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_checkpoints_get_the_permissions_of_any_new_file(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        path = save_checkpoint(small_checkpoint(), tmp_path / "c.pth")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode

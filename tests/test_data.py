@@ -368,6 +368,17 @@ def test_two_builders_at_once_both_get_a_complete_cache(fake_root: Path, monkeyp
         assert_same_items(dataset, reference)
 
 
+def test_disk_cache_file_gets_the_permissions_of_any_new_file(fake_root: Path) -> None:
+    import os
+
+    old = os.umask(0o022)
+    try:
+        dataset = OxfordPetSegmentation(fake_root, "train", image_size=16, cache="disk")
+    finally:
+        os.umask(old)
+    assert dataset.cache_path is not None and dataset.cache_path.stat().st_mode & 0o777 == 0o644
+
+
 def test_disk_cache_falls_back_to_user_cache(fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A file where the cache folder should be: the root is as good as read-only for us
     # (tests may run as root, where chmod would not stop anything).
