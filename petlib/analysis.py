@@ -43,7 +43,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, load_model
 from .config import TrainConfig
 from .data import (
     MODES,
@@ -421,7 +421,7 @@ def score_checkpoint(
     result = evaluate_checkpoint(run.checkpoint_path, data_path, mode, batch_size=batch_size,
                                  device=str(torch_device), per_image=True)
     order = torch.argsort(result["indices"])
-    model = result["model"]
+    model = load_model(run.checkpoint_path)[0].to(torch_device)  # evaluate_checkpoint returns metrics only
     seconds = time_inference(model, run.config.image_size, batch_size=min(batch_size, 8),
                              repeats=time_repeats, device=torch_device)
     return ModelResult(

@@ -3,7 +3,10 @@
     python -m petlib.inference --model unet --model_path saved_models/unet.pth --batch_size 64
 
 prints the test Dice and IoU (per image, averaged over all images), at the image size
-the model was trained at. ``--tta`` adds horizontal-flip averaging.
+the model was trained at, and with the test-time augmentation it was validated with
+(horizontal-flip averaging when its config has ``tta``): test and validation scores are
+then the same kind of number. ``--tta on`` or ``--tta off`` overrides that, and every
+printed score says which it is.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import load_model
@@ -20,7 +24,23 @@ from .config import TrainConfig
 from .data import DEFAULT_ROOT, OxfordPetSegmentation
 from .engine import autocast_dtype, evaluate, pick_device
 
-__all__ = ["evaluate_checkpoint", "score_at_original_size", "main"]
+__all__ = ["evaluate_checkpoint", "evaluate_model", "validated_tta", "describe_tta", "score_at_original_size", "main"]
+
+
+def validated_tta(checkpoint: dict[str, Any]) -> bool:
+    """Whether the run that wrote ``checkpoint`` validated with flip TTA (its config's ``tta``).
+
+    Checkpoints written before the option existed validated without: False.
+    """
+    return bool(checkpoint.get("config", {}).get("tta", False))
+
+
+def describe_tta(tta: bool, validated: bool) -> str:
+    """How a score was computed, for printing beside it: ``"with flip TTA, as validated"``, ..."""
+    used = "with flip TTA" if tta else "without TTA"
+    if tta == validated:
+        return f"{used}, as validated"
+    return f"{used} (validated {'with flip TTA' if validated else 'without TTA'})"
 
 
 def evaluate_checkpoint(
@@ -31,7 +51,7 @@ def evaluate_checkpoint(
     model_name: str | None = None,
     batch_size: int = 32,
     image_size: int | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
     device: str | None = None,
     per_image: bool = False,
     num_workers: int = 0,
@@ -44,24 +64,54 @@ def evaluate_checkpoint(
         mode: ``"train"``, ``"valid"`` or ``"test"``.
         model_name: if given, the architecture the checkpoint must hold.
         image_size: evaluation size; default the size the model was trained at.
-        tta: average with horizontally flipped predictions.
+        tta: average with horizontally flipped predictions; ``None`` (default): as the
+            checkpoint's run validated (:func:`validated_tta`), so that the score is
+            comparable with its validation Dice.
         per_image: also return per-image scores (see :func:`petlib.engine.evaluate`).
 
     Returns:
         ``{"loss", "dice", "iou", "count", ...}`` plus ``"model_name"``, ``"image_size"``,
-        ``"epoch"`` (the checkpoint's epoch) and ``"model"`` (the loaded module).
+        ``"epoch"`` (the checkpoint's epoch), ``"tta"`` (the policy used) and
+        ``"validated_tta"`` (the run's). Metrics only: for the model too, use
+        :func:`petlib.checkpoint.load_model` and :func:`evaluate_model`.
+    """
+    model, checkpoint = load_model(model_path, expected_model=model_name)
+    return evaluate_model(model, checkpoint, data_path, mode, batch_size=batch_size, image_size=image_size, tta=tta,
+                          device=device, per_image=per_image, num_workers=num_workers)
+
+
+def evaluate_model(
+    model: nn.Module,
+    checkpoint: dict[str, Any],
+    data_path: str | Path = DEFAULT_ROOT,
+    mode: str = "test",
+    *,
+    batch_size: int = 32,
+    image_size: int | None = None,
+    tta: bool | None = None,
+    device: str | None = None,
+    per_image: bool = False,
+    num_workers: int = 0,
+) -> dict[str, Any]:
+    """:func:`evaluate_checkpoint` for a model already loaded with :func:`~petlib.checkpoint.load_model`.
+
+    ``model, checkpoint = load_model(path)`` then ``evaluate_model(model, checkpoint, ...)``:
+    the checkpoint dict supplies the training size, AMP setting and validation TTA. The
+    model is moved to ``device``.
     """
     torch_device = pick_device(device)
-    model, checkpoint = load_model(model_path, expected_model=model_name)
     model.to(torch_device)
     config = TrainConfig.from_dict(checkpoint.get("config", {}))
+    validated = validated_tta(checkpoint)
+    tta = validated if tta is None else tta
     size = image_size or config.image_size
     dataset = OxfordPetSegmentation(data_path, mode, image_size=size)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=torch_device.type == "cuda")
     result = evaluate(model, loader, torch_device, amp_dtype=autocast_dtype(torch_device, config.amp),
                       tta=tta, per_image=per_image)
-    result.update(model_name=checkpoint["model_name"], image_size=size, epoch=checkpoint.get("epoch"), model=model)
+    result.update(model_name=checkpoint["model_name"], image_size=size, epoch=checkpoint.get("epoch"), tta=tta,
+                  validated_tta=validated)
     return result
 
 
@@ -112,27 +162,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mode", default="test", choices=["train", "valid", "test"])
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--image_size", type=int, default=None, help="default: the training size")
-    parser.add_argument("--tta", action="store_true", help="average with horizontally flipped predictions")
+    # nargs="?": a bare --tta, as before this took a value, still means on.
+    parser.add_argument("--tta", choices=["on", "off"], nargs="?", const="on", default=None,
+                        help="average with horizontally flipped predictions (default: as the checkpoint was validated)")
     parser.add_argument("--original_size", action="store_true",
                         help="also score against each image's full-resolution trimap")
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
-    result = evaluate_checkpoint(
-        args.model_path, args.data_path, args.mode, model_name=args.model, batch_size=args.batch_size,
-        image_size=args.image_size, tta=args.tta, device=args.device,
+    model, checkpoint = load_model(args.model_path, expected_model=args.model)
+    result = evaluate_model(
+        model, checkpoint, args.data_path, args.mode, batch_size=args.batch_size, image_size=args.image_size,
+        tta=None if args.tta is None else args.tta == "on", device=args.device,
     )
+    how = describe_tta(result["tta"], result["validated_tta"])
     print(
         f"{result['model_name']} ({args.model_path}, epoch {result['epoch']}) on {result['count']} "
-        f"{args.mode} images at {result['image_size']}px{' with flip TTA' if args.tta else ''}:"
+        f"{args.mode} images at {result['image_size']}px, {how}:"
     )
-    print(f"{args.mode} Dice {result['dice']:.4f} | {args.mode} IoU {result['iou']:.4f}")
+    print(f"{args.mode} Dice {result['dice']:.4f} | {args.mode} IoU {result['iou']:.4f} ({how})")
     if args.original_size:
-        model = result["model"]
         device = next(model.parameters()).device
         full = score_at_original_size(model, args.data_path, args.mode, image_size=result["image_size"],
-                                      tta=args.tta, device=device)
+                                      tta=result["tta"], device=device)
         print(f"{args.mode} Dice {full['dice']:.4f} | {args.mode} IoU {full['iou']:.4f} "
-              "(at each image's original resolution)")
+              f"(at each image's original resolution, {how})")
     return 0
 
 

@@ -1,4 +1,5 @@
 """The command lines a user runs, end to end on the shipped sample (small sizes)."""
+import re
 import subprocess
 import sys
 
@@ -17,12 +18,12 @@ def run(*args: str, cwd=None) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A ResNet34-UNet trained for 2 epochs at 32 px by `python -m petlib.train`."""
+    """A ResNet34-UNet trained for 2 epochs at 32 px on 16 images by `python -m petlib.train`."""
     out = tmp_path_factory.mktemp("models")
     stdout = run(
         "petlib.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--epochs", "2",
         "--image_size", "32", "--batch_size", "4", "--learning-rate", "1e-3", "--out_dir", str(out),
-        "--no-progress",
+        "--subset", "16", "--no-progress",
     )
     assert "epoch   2/2" in stdout and "best validation Dice" in stdout
     return out
@@ -50,12 +51,16 @@ def test_train_resume(trained, tmp_path):
     assert result.returncode != 0 and "planned for 2 epochs with a 'onecycle' schedule" in result.stderr
 
 
-def test_inference_prints_test_dice(trained):
-    stdout = run("petlib.inference", "--model", "resnet34_unet", "--model_path", str(trained / "resnet34_unet.pth"),
-                 "--data_path", str(SAMPLE_ROOT), "--batch_size", "4", "--original_size", "--tta")
-    assert "on 8 test images at 32px with flip TTA" in stdout
-    assert "test Dice 0." in stdout or "test Dice 1." in stdout
-    assert "original resolution" in stdout
+def test_inference_prints_test_dice_as_validated(trained):
+    # petlib's recipe validates with flip TTA: the test score is computed the same way by default.
+    command = ["petlib.inference", "--model", "resnet34_unet", "--model_path", str(trained / "resnet34_unet.pth"),
+               "--data_path", str(SAMPLE_ROOT), "--batch_size", "16"]
+    stdout = run(*command, "--original_size")
+    assert re.search(r"on \d+ test images at 32px, with flip TTA, as validated:", stdout), stdout
+    assert re.search(r"test Dice [01]\.\d+ \| test IoU [01]\.\d+ \(with flip TTA, as validated\)", stdout), stdout
+    assert "(at each image's original resolution, with flip TTA, as validated)" in stdout
+    without = run(*command, "--tta", "off")
+    assert "test IoU" in without and "(without TTA (validated with flip TTA))" in without
 
 
 def test_inference_refuses_the_wrong_architecture(trained):
