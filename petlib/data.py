@@ -288,6 +288,13 @@ def _normalise_size(image_size: int | tuple[int, int]) -> tuple[int, int]:
     return size  # type: ignore[return-value]
 
 
+def _is_v2_transform(transform: Callable[..., Any]) -> bool:
+    """Whether ``transform`` is a torchvision ``transforms.v2`` transform (takes tv_tensors)."""
+    from torchvision.transforms import v2
+
+    return isinstance(transform, v2.Transform)
+
+
 def _user_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "petlib"
@@ -301,9 +308,18 @@ class OxfordPetSegmentation(Dataset):
         mode: ``"train"``, ``"valid"`` or ``"test"`` (see :func:`read_split`).
         image_size: output ``S`` or ``(H, W)``. Images are resized bilinearly with
             antialiasing, trimaps with nearest neighbour (labels must not blend).
-        transform: optional ``image, masks = transform(image, masks)`` with ``image`` float32
-            ``(3, H, W)`` in [0, 1] and ``masks`` float32 ``(2, H, W)`` = mask and trimap
-            stacked, so that a geometric augmentation moves both the same way.
+        transform: optional augmentation of each item, in one of two conventions:
+
+            - a torchvision ``transforms.v2`` transform (``v2.Transform``, e.g.
+              ``v2.Compose([v2.RandomHorizontalFlip(), v2.RandomRotation(10)])``), called as
+              ``image, mask, trimap = transform(image, mask, trimap)`` with ``image`` a
+              ``tv_tensors.Image`` (float32 ``(3, H, W)`` in [0, 1]) and ``mask`` and ``trimap``
+              ``tv_tensors.Mask``: every geometric transform moves all three alike (masks with
+              nearest neighbour, so labels never blend) and colour transforms touch the image only.
+              Pixels it brings in from outside the image (rotation, padding) are background:
+              mask 0, trimap 2 (v2 fills masks with 0, which is no trimap value).
+            - any other callable ``image, masks = transform(image, masks)`` with ``image``
+              float32 ``(3, H, W)`` and ``masks`` float32 ``(2, H, W)`` = mask and trimap stacked.
         cache: ``False`` decodes each item on every access. ``True`` (or ``"memory"``) decodes
             all items once at construction into a uint8 array in memory (``N*H*W*4`` bytes,
             ~0.9 GB for the full train split at 256x256). ``"disk"`` does the same into a
@@ -335,7 +351,7 @@ class OxfordPetSegmentation(Dataset):
         root: str | Path,
         mode: str = "train",
         image_size: int | tuple[int, int] = 256,
-        transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+        transform: Callable[..., tuple[Tensor, ...]] | None = None,
         cache: bool | str = False,
         dtype: torch.dtype = torch.float32,
         subset: int | None = None,
@@ -353,6 +369,7 @@ class OxfordPetSegmentation(Dataset):
         self.mode = mode
         self.image_size = _normalise_size(image_size)
         self.transform = transform
+        self._v2_transform = transform is not None and _is_v2_transform(transform)
         self.entries = read_split(self.root, mode)
         if not self.entries:
             raise ValueError(f"the {mode!r} split of {self.root.resolve()} lists no images")
@@ -527,6 +544,8 @@ class OxfordPetSegmentation(Dataset):
                     "trimap": trimap, "index": index}
         image = image.float().div_(255)
         mask = trimap_to_mask(trimap)  # (1, H, W) float32
+        if self._v2_transform:
+            return {**self._apply_v2_transform(image, mask, trimap), "index": index}
         if self.transform is not None:
             masks = torch.cat([mask, trimap.float()])  # (2, H, W)
             image, masks = self.transform(image, masks)
@@ -537,6 +556,22 @@ class OxfordPetSegmentation(Dataset):
             mask = masks[0:1].to(torch.float32)
             trimap = masks[1:2].round().to(torch.uint8)
         return {"image": image, "mask": mask, "trimap": trimap, "index": index}
+
+    def _apply_v2_transform(self, image: Tensor, mask: Tensor, trimap: Tensor) -> dict[str, Tensor]:
+        """Run a torchvision v2 transform on ``image`` (3, H, W), ``mask`` and ``trimap`` (1, H, W) together."""
+        from torchvision import tv_tensors
+
+        image, mask, trimap = self.transform(tv_tensors.Image(image), tv_tensors.Mask(mask), tv_tensors.Mask(trimap))
+        # Back to plain tensors, so that batches collate and nothing downstream dispatches on tv_tensors.
+        image, mask, trimap = (t.as_subclass(Tensor) for t in (image, mask, trimap))
+        if mask.ndim != 3 or mask.shape[0] != 1 or trimap.shape != mask.shape or image.shape[-2:] != mask.shape[-2:]:
+            raise ValueError(
+                f"the transform returned image {tuple(image.shape)}, mask {tuple(mask.shape)} and trimap "
+                f"{tuple(trimap.shape)}; expected (3, H, W), (1, H, W) and (1, H, W)"
+            )
+        # Filled pixels come back as 0 in both masks: background, which the trimap spells 2.
+        trimap = trimap.to(torch.uint8).masked_fill_(trimap == 0, 2)
+        return {"image": image, "mask": mask.to(torch.float32), "trimap": trimap}
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
         """``[self[i] for i in indices]``, read from the cache as one batch (DataLoader calls this).
@@ -569,7 +604,7 @@ def load_dataset(
     mode: str,
     batch_size: int,
     image_size: int | tuple[int, int] = 256,
-    transform: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]] | None = None,
+    transform: Callable[..., tuple[Tensor, ...]] | None = None,
     num_workers: int | None = None,
     shuffle: bool | None = None,
     cache: bool | str = False,

@@ -278,6 +278,54 @@ def test_transform_gets_stacked_masks(fake_root: Path) -> None:
     assert torch.equal(flipped["trimap"], plain["trimap"].flip(-1)) and flipped["trimap"].dtype == torch.uint8
 
 
+def aligned_root(root: Path) -> Path:
+    """Two training images whose white pixels are exactly their pet and border (left of centre,
+    so that a flip shows), saved as PNG under the release's ``.jpg`` names (no JPEG blur)."""
+    names = ["Abyssinian_1", "Abyssinian_2", "Abyssinian_3"]  # line 0 goes to valid
+    make_tree(root, names)
+    trimap = np.full((20, 30), 2, dtype=np.uint8)
+    trimap[3:15, 2:14] = 3
+    trimap[5:13, 4:12] = 1
+    for name in names:
+        Image.fromarray(trimap).save(root / "annotations" / "trimaps" / f"{name}.png")
+        white = np.where(trimap % 2 == 1, 255, 0).astype(np.uint8)
+        Image.fromarray(np.stack([white] * 3, axis=-1)).save(root / "images" / f"{name}.jpg", "PNG")
+    return root
+
+
+@pytest.mark.parametrize("name", ["hflip", "resized_crop", "rotation", "pipeline"])
+def test_a_torchvision_v2_transform_moves_image_mask_and_trimap_together(tmp_path: Path, name: str) -> None:
+    from torchvision.transforms import InterpolationMode, v2
+
+    nearest = InterpolationMode.NEAREST  # for the image too, so that alignment can be checked exactly
+    transform = {
+        "hflip": v2.RandomHorizontalFlip(p=1),
+        "resized_crop": v2.RandomResizedCrop((20, 30), scale=(0.2, 0.6), interpolation=nearest),
+        "rotation": v2.RandomRotation((20, 40), interpolation=nearest),
+        "pipeline": v2.Compose([v2.RandomHorizontalFlip(p=1), v2.RandomRotation((20, 40), interpolation=nearest),
+                                v2.ColorJitter(brightness=0.1)]),
+    }[name]
+    root = aligned_root(tmp_path / "aligned")
+    plain = OxfordPetSegmentation(root, "train", image_size=(20, 30))
+    moved = OxfordPetSegmentation(root, "train", image_size=(20, 30), transform=transform)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        item, before = moved[seed % 2], plain[seed % 2]
+        image, mask, trimap = item["image"], item["mask"], item["trimap"]
+        assert type(image) is type(mask) is type(trimap) is torch.Tensor  # tv_tensors unwrapped
+        assert (image.dtype, mask.dtype, trimap.dtype) == (torch.float32, torch.float32, torch.uint8)
+        assert image.shape == (3, 20, 30) and mask.shape == trimap.shape == (1, 20, 30)
+        assert set(mask.unique().tolist()) <= {0.0, 1.0} and set(trimap.unique().tolist()) <= {1, 2, 3}
+        assert torch.equal(mask, trimap_to_mask(trimap))
+        # The pet is still exactly where the image is white, however the geometry moved.
+        assert torch.equal((image[0:1] > 0.5).float(), mask)
+        assert not torch.equal(mask, before["mask"])  # and it did move
+        if name == "hflip":
+            assert torch.equal(image, before["image"].flip(-1)) and torch.equal(trimap, before["trimap"].flip(-1))
+        if name in ("rotation", "pipeline"):  # the corners brought in from outside are background
+            assert trimap[0, 0, 0] == 2 and trimap[0, -1, -1] == 2
+
+
 # ----------------------------------------------------------------------------- cache
 
 
