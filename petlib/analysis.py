@@ -6,10 +6,12 @@ they compute lives here, typed and tested (``tests/test_analysis.py``).
 **Settings.** Each notebook has one settings cell that builds a :class:`~petlib.config.TrainConfig`
 and passes it through :func:`notebook_config`, which
 
-- in quick mode (environment variable ``PETLIB_QUICK=1``) swaps in the shipped 24-image sample
-  at a small size for two epochs (:data:`QUICK_SETTINGS`) and writes checkpoints to
-  :data:`QUICK_DIR`, a folder under the system's temp directory -- never ``saved_models/``;
-- then applies ``PETLIB_<FIELD>`` environment variables (``PETLIB_EPOCHS=5``, see
+- picks the run mode (:func:`run_mode`): the full dataset where it is; otherwise the embedded
+  300-image sample with ``make run``'s settings, writing to ``<out_dir>/sample``; or, with the
+  environment variable ``PETLIB_QUICK=1`` (tests), a fixed 16 images per split of the sample at a
+  small size for two epochs (:data:`QUICK_SETTINGS`), writing to :data:`QUICK_DIR`, a folder
+  under the system's temp directory -- never ``saved_models/``;
+- applies ``PETLIB_<FIELD>`` environment variables (``PETLIB_EPOCHS=5``, see
   :data:`ENV_OVERRIDES`), which override the cell, never the other way round;
 - resolves relative paths against the repository root (:data:`REPO_ROOT`), since Jupyter
   runs a notebook from ``notebooks/``.
@@ -44,8 +46,9 @@ from PIL import Image
 from torch import nn
 
 from .checkpoint import load_checkpoint, load_model
-from .config import TrainConfig
+from .config import SAMPLE_SETTINGS, TrainConfig
 from .data import (
+    DEFAULT_ROOT,
     MODES,
     SAMPLE_ROOT,
     DatasetNotFoundError,
@@ -62,11 +65,13 @@ from .predict import predict_mask
 
 __all__ = [
     "REPO_ROOT", "QUICK_ENV", "QUICK_DIR", "QUICK_SETTINGS", "ENV_OVERRIDES", "MODEL_LABELS",
-    "quick_mode", "resolve_path", "notebook_config", "dataset_present", "require_dataset", "describe_run",
+    "SAMPLE_SUBDIR", "RUN_MODES", "quick_mode", "resolve_path", "run_mode", "notebook_config", "config_mode",
+    "mode_banner", "dataset_present", "require_dataset", "describe_run",
     "read_splits", "count_by", "count_table", "read_example", "ImageInfo", "survey_images", "odd_images", "foreground_fractions",
     "format_table",
     "TrainedRun", "load_run", "ModelResult", "score_checkpoint", "time_inference", "group_scores",
     "pick_examples", "prediction_panels", "paired_bootstrap", "summary_table", "species_table",
+    "LAB_REPORTED_DICE", "lab_reference_table",
     "written_reading",
 ]
 
@@ -77,11 +82,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 #: The environment variable that switches the notebooks to quick mode.
 QUICK_ENV = "PETLIB_QUICK"
 #: Where quick-mode runs write checkpoints, so that ``04_compare`` finds what 02 and 03 wrote
-#: and a quick run never overwrites a real checkpoint in ``saved_models/``.
+#: and a quick run never touches ``saved_models/``.
 QUICK_DIR = Path(tempfile.gettempdir()) / "petlib-quick"
-#: What quick mode changes: a size and length that run the four notebooks in a few minutes
-#: on two CPU cores. Both networks get the same size, so that 04 compares like with like.
-QUICK_SETTINGS: dict[str, Any] = dict(image_size=64, epochs=2, batch_size=4, cache=True)
+#: What quick mode changes: a fixed handful of the sample's images per split, a small size and
+#: two epochs, so the four notebooks run in a couple of minutes on two CPU cores (nbval in CI).
+#: Both networks get the same size, so that 04 compares like with like. A quick run replaces the
+#: previous quick run and keeps no resumable last checkpoint (nothing to resume in a check).
+QUICK_SETTINGS: dict[str, Any] = dict(image_size=64, epochs=2, batch_size=4, subset=16, cache=True,
+                                      overwrite=True, save_last=False)
+#: The folder, under the settings cell's ``out_dir``, where runs on the embedded sample go, so
+#: that they never mix with (or replace) runs on the full dataset.
+SAMPLE_SUBDIR = "sample"
 #: TrainConfig fields that ``PETLIB_<FIELD>`` environment variables may override, and their parsers.
 ENV_OVERRIDES: dict[str, Callable[[str], Any]] = {
     "data_path": str, "image_size": int, "epochs": int, "batch_size": int, "lr": float,
@@ -89,6 +100,8 @@ ENV_OVERRIDES: dict[str, Callable[[str], Any]] = {
 }
 #: The two networks compared, as the notebooks name them.
 MODEL_LABELS: dict[str, str] = {"unet": "UNet", "resnet34_unet": "ResNet34-UNet"}
+#: The three ways a notebook runs, see :func:`run_mode`.
+RUN_MODES = ("full", "sample", "quick")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -114,26 +127,40 @@ def resolve_path(path: str | Path) -> Path:
     return path if path.is_absolute() else REPO_ROOT / path
 
 
+def run_mode(data_path: str | Path, environ: Mapping[str, str] | None = None) -> str:
+    """Which of :data:`RUN_MODES` a notebook asking for ``data_path`` runs in.
+
+    ``"quick"`` when ``PETLIB_QUICK`` is on (tests); otherwise ``"full"`` when ``data_path``
+    holds the dataset, and ``"sample"`` -- the embedded 300-image sample -- when it does not.
+    """
+    if quick_mode(environ):
+        return "quick"
+    return "full" if dataset_present(resolve_path(data_path)) else "sample"
+
+
 def notebook_config(config: TrainConfig, environ: Mapping[str, str] | None = None) -> TrainConfig:
-    """The settings a notebook really runs with: its settings cell, then quick mode, then env overrides.
+    """The settings a notebook really runs with: its settings cell, adapted to the run mode, then env overrides.
+
+    - ``full`` (the dataset is at ``config.data_path``): the cell as it is.
+    - ``sample`` (it is not): :data:`~petlib.data.SAMPLE_ROOT` with ``make run``'s settings for
+      the model (:data:`petlib.config.SAMPLE_SETTINGS`), writing to ``<out_dir>/sample``.
+    - ``quick`` (``PETLIB_QUICK=1``): the sample with :data:`QUICK_SETTINGS`, writing to
+      :data:`QUICK_DIR`.
+
+    ``PETLIB_<FIELD>`` variables (:data:`ENV_OVERRIDES`) override any of it; a
+    ``PETLIB_DATA_PATH`` is applied before the mode is decided.
 
     Args:
         config: what the notebook's settings cell says.
         environ: the environment to read (default ``os.environ``).
 
     Returns:
-        A new config with ``data_path`` and ``out_dir`` absolute. In quick mode ``data_path`` is
-        :data:`~petlib.data.SAMPLE_ROOT`, ``out_dir`` is :data:`QUICK_DIR` and
-        :data:`QUICK_SETTINGS` apply; ``PETLIB_<FIELD>`` variables (:data:`ENV_OVERRIDES`)
-        override any of it.
+        A new config with ``data_path`` and ``out_dir`` absolute.
 
     Raises:
         ValueError: a variable that does not parse, or a quick run aimed at ``saved_models/``.
     """
     environ = os.environ if environ is None else environ
-    quick = quick_mode(environ)
-    if quick:
-        config = dataclasses.replace(config, data_path=str(SAMPLE_ROOT), out_dir=str(QUICK_DIR), **QUICK_SETTINGS)
     overrides = {}
     for name, parse in ENV_OVERRIDES.items():
         variable = f"PETLIB_{name.upper()}"
@@ -142,12 +169,49 @@ def notebook_config(config: TrainConfig, environ: Mapping[str, str] | None = Non
                 overrides[name] = parse(environ[variable])
             except ValueError:
                 raise ValueError(f"{variable}={environ[variable]!r} is not a valid {parse.__name__}") from None
+    mode = run_mode(overrides.get("data_path", config.data_path), environ)
+    if mode == "quick":
+        config = dataclasses.replace(config, data_path=str(SAMPLE_ROOT), out_dir=str(QUICK_DIR), **QUICK_SETTINGS)
+    elif mode == "sample":
+        config = dataclasses.replace(config, data_path=str(SAMPLE_ROOT),
+                                     out_dir=str(Path(config.out_dir) / SAMPLE_SUBDIR),
+                                     **SAMPLE_SETTINGS.get(config.model, {}))
+    if mode != "full":
+        overrides.pop("data_path", None)  # it named no dataset: the sample replaces it
     config = dataclasses.replace(config, **overrides)
     config = dataclasses.replace(config, data_path=str(resolve_path(config.data_path)),
                                  out_dir=str(resolve_path(config.out_dir)))
-    if quick and Path(config.out_dir).resolve() == (REPO_ROOT / "saved_models").resolve():
+    if mode == "quick" and Path(config.out_dir).resolve() == (REPO_ROOT / "saved_models").resolve():
         raise ValueError(f"quick mode must not write to {config.out_dir}: unset PETLIB_OUT_DIR or pick another folder")
     return config
+
+
+def config_mode(config: TrainConfig, environ: Mapping[str, str] | None = None) -> str:
+    """The run mode of a config that :func:`notebook_config` returned (``"full"``, ``"sample"``, ``"quick"``)."""
+    if quick_mode(environ):
+        return "quick"
+    return "sample" if Path(config.data_path).resolve() == SAMPLE_ROOT.resolve() else "full"
+
+
+def mode_banner(config: TrainConfig, environ: Mapping[str, str] | None = None) -> str:
+    """The first thing a notebook prints: which data it runs on, and why."""
+    mode = config_mode(config, environ)
+    if mode == "quick":
+        return (f"QUICK MODE ({QUICK_ENV}=1): {config.subset or 'all'} images per split of the embedded sample, "
+                f"{config.epochs} epochs at {config.image_size} px, files in {QUICK_DIR}. "
+                "A check that everything runs, not a result.")
+    if mode == "sample":
+        return (f"EMBEDDED SAMPLE: no full dataset at {DEFAULT_ROOT}, so this runs on the 300 real images "
+                f"shipped in {_shown(SAMPLE_ROOT)} "
+                "(3 breeds, downsized; train 216 / valid 24 / test 60) with `make run`'s settings. "
+                "For the full dataset: `python -m petlib.data download`, then run this again.")
+    return f"FULL DATASET: {_shown(config.data_path)}"
+
+
+def _shown(path: str | Path) -> str:
+    """``path`` relative to the repository when it is inside it (what a reader's checkout has too)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def dataset_present(root: str | Path) -> bool:
@@ -161,7 +225,7 @@ def require_dataset(root: str | Path) -> Path:
     """``root`` if it holds the dataset; otherwise an error that says how to get it.
 
     Raises:
-        DatasetNotFoundError: naming where it looked, the download command, and quick mode.
+        DatasetNotFoundError: naming where it looked, the download command, and the sample.
     """
     root = Path(root)
     if dataset_present(root):
@@ -171,21 +235,20 @@ def require_dataset(root: str | Path) -> Path:
         f"annotations/trainval.txt and annotations/test.txt).\n"
         f"Either download it (~800 MB) from the repository root:\n"
         f"    python -m petlib.data download --root {root}\n"
-        f"or run the notebooks in quick mode on the 24-image sample shipped in {SAMPLE_ROOT}:\n"
-        f"    PETLIB_QUICK=1 jupyter lab     (or run `%env {QUICK_ENV}=1` in the first cell)"
+        f"or leave the settings cell's data_path at dataset/oxford-iiit-pet: without the full dataset the\n"
+        f"notebooks run on the 300-image sample shipped in {SAMPLE_ROOT}."
     )
 
 
 def describe_run(config: TrainConfig) -> str:
     """One line that says what a run is: model, data, size, epochs, batch, learning rate, loss, seed."""
     on_sample = Path(config.data_path).resolve() == SAMPLE_ROOT.resolve()
-    data = "the 24-image shipped sample" if on_sample else Path(config.data_path).name
-    line = (f"{MODEL_LABELS.get(config.model, config.model)} on {data} at {config.image_size} px: "
+    data = "the embedded sample" if on_sample else Path(config.data_path).name
+    if config.subset:
+        data += f" ({config.subset} images per split)"
+    return (f"{MODEL_LABELS.get(config.model, config.model)} on {data} at {config.image_size} px: "
             f"{config.epochs} epochs, batch {config.batch_size}, lr {config.learning_rate:g}, "
-            f"loss {config.loss}, seed {config.seed}")
-    if on_sample:
-        line += " (quick mode: this checks that everything runs; its scores say nothing about the task)"
-    return line
+            f"loss {config.loss}, flip TTA {'on' if config.tta else 'off'}, seed {config.seed}")
 
 
 # --------------------------------------------------------------------------- dataset survey
@@ -523,6 +586,24 @@ def summary_table(results: Sequence[ModelResult]) -> str:
     return format_table(rows)
 
 
+#: Test Dice the course lab reported for its networks (full dataset, 256 px, trained from scratch).
+LAB_REPORTED_DICE: dict[str, float] = {"unet": 0.8731, "resnet34_unet": 0.8777}
+
+
+def lab_reference_table(results: Sequence[ModelResult]) -> str:
+    """This run's mean test Dice of each model beside the lab's reported scores, as text."""
+    rows = []
+    for r in results:
+        on_sample = Path(r.run.config.data_path).resolve() == SAMPLE_ROOT.resolve()
+        rows.append({"model": r.label, "source": "this run", "data": "embedded sample" if on_sample else
+                     Path(r.run.config.data_path).name, "image px": r.image_size, "epochs": r.run.config.epochs,
+                     "test images": len(r.dice), "test Dice": float(r.dice.mean())})
+    for name, dice in LAB_REPORTED_DICE.items():
+        rows.append({"model": MODEL_LABELS[name], "source": "course lab (reported)", "data": "full dataset",
+                     "image px": 256, "epochs": None, "test images": None, "test Dice": dice})
+    return format_table(rows)
+
+
 def species_table(results: Sequence[ModelResult], species: Sequence[str]) -> str:
     """Test Dice and IoU (mean and median) of each model per species, as text."""
     rows = []
@@ -572,7 +653,7 @@ def written_reading(results: Sequence[ModelResult], species: Sequence[str]) -> s
 
     # What was compared.
     setup = (f"Both best-validation checkpoints were scored on the same {n} test images "
-             f"({'the shipped sample' if on_sample else Path(ca.data_path).name}), each at the size it was "
+             f"({'the embedded sample' if on_sample else Path(ca.data_path).name}), each at the size it was "
              f"trained at: {a.label} {ca.image_size} px, {ca.epochs} epochs; {b.label} {cb.image_size} px, "
              f"{cb.epochs} epochs.")
     differ = [f for f in ("data_path", "image_size", "epochs", "batch_size", "loss", "seed", "augment", "scheduler")
@@ -580,11 +661,15 @@ def written_reading(results: Sequence[ModelResult], species: Sequence[str]) -> s
     if differ:
         setup += (f" They were not trained alike ({', '.join(differ)} differ), so the comparison mixes the "
                   "networks with their settings.")
-    if on_sample:
-        setup += (" **This is a quick-mode run** on a 24-image sample for a couple of epochs: it shows that the "
+    if ca.subset or cb.subset:
+        setup += (" **This is a quick-mode run** on a handful of images for a couple of epochs: it shows that the "
                   "pipeline works end to end; its numbers say nothing about which network is better.")
-    elif n < 100:
-        setup += f" With only {n} test images, differences of a few points are within chance."
+    elif on_sample:
+        setup += (f" These are {n} test images of three breeds, trained on 216 images for minutes on a CPU: "
+                  "the numbers show what each network learns from little data and little compute, not what "
+                  "it reaches on the full dataset (3,680 training images of 37 breeds, hours on a GPU).")
+    if n < 100 and not (ca.subset or cb.subset):
+        setup += f" With only {n} test images, differences of a few points can be chance (see the interval below)."
     lines.append(setup)
 
     # Which scores higher, and is the gap more than chance?

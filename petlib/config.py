@@ -19,7 +19,7 @@ from .models import MODELS
 from .transforms import Augment
 
 __all__ = [
-    "TrainConfig", "RECIPES", "DEFAULT_LR", "recipe",
+    "TrainConfig", "RECIPES", "DEFAULT_LR", "SAMPLE_SETTINGS", "recipe", "sample_config",
     "OPTIMIZERS", "SCHEDULERS", "SWITCH_VALUES", "COMPILE_MODES", "CACHE_VALUES",
 ]
 
@@ -94,6 +94,7 @@ class TrainConfig:
     # Write <name>_last.pth (weights, optimiser and schedule state) every epoch, for resuming.
     # Off saves the disk traffic of quick runs; such a run cannot be resumed.
     save_last: bool = True
+    overwrite: bool = False  # replace an earlier run's checkpoints of the same name (else fit refuses)
     device: str | None = None  # default: CUDA, then MPS, then CPU
 
     @property
@@ -229,3 +230,20 @@ def recipe(name: str, **overrides: Any) -> TrainConfig:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; valid recipes: {', '.join(RECIPES)}")
     return TrainConfig(**{**RECIPES[name], **overrides})
+
+
+#: What a run on the embedded 300-image sample changes, per network: what ``make run`` trains
+#: when the full dataset is absent, and what the notebooks use then. Chosen on the sample's
+#: **validation** split to fit a few minutes of two CPU cores (README, "Results on the
+#: embedded sample"); the UNet costs about 5x the ResNet34-UNet per image, so it runs smaller.
+SAMPLE_SETTINGS: dict[str, dict[str, Any]] = {
+    "resnet34_unet": dict(image_size=128, epochs=12, batch_size=8),
+    "unet": dict(image_size=64, epochs=10, batch_size=8),
+}
+
+
+def sample_config(model: str, data_path: str, **overrides: Any) -> TrainConfig:
+    """petlib's recipe with :data:`SAMPLE_SETTINGS` for ``model`` on the sample at ``data_path``."""
+    if model not in SAMPLE_SETTINGS:
+        raise ValueError(f"no sample settings for {model!r}; valid: {', '.join(SAMPLE_SETTINGS)}")
+    return recipe("petlib", model=model, data_path=str(data_path), **{**SAMPLE_SETTINGS[model], **overrides})

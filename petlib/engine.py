@@ -39,7 +39,7 @@ from .transforms import Augment
 
 __all__ = [
     "pick_device", "seed_everything", "autocast_dtype", "SpeedOptions", "speed_options", "train_one_epoch", "evaluate",
-    "predict_logits", "fit", "FitResult", "make_loaders", "read_history",
+    "predict_logits", "fit", "FitResult", "RunExistsError", "make_loaders", "read_history",
 ]
 
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "seconds"]
@@ -400,8 +400,10 @@ def _build_scheduler(
         # Warm up over the first 30% (or warmup_epochs, if longer), then cosine
         # annealing to lr / 1e4.
         pct = min(0.5, max(0.3, config.warmup_epochs / max(config.epochs, 1)))
+        # OneCycleLR divides by its warm-up length in steps (pct * total - 1): a run of a handful
+        # of steps (a quick check) must plan for a few more than it takes, or that length is 0.
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.learning_rate, total_steps=total, pct_start=pct,
+            optimizer, max_lr=config.learning_rate, total_steps=max(total, 4), pct_start=pct,
             div_factor=25.0, final_div_factor=1e4,
         )
     if config.scheduler == "cosine":
@@ -416,6 +418,23 @@ def _build_scheduler(
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     raise ValueError(f"unknown scheduler {config.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+
+
+class RunExistsError(FileExistsError):
+    """A new run would replace the best checkpoint of an earlier run of the same name."""
+
+
+def _run_exists_message(best_path: Path) -> str:
+    try:
+        earlier = load_checkpoint(best_path)
+        what = f" (epoch {earlier.get('epoch')}, validation Dice {float(earlier.get('best_dice', math.nan)):.4f})"
+    except Exception:  # an unreadable file is still in the way; say so without its details
+        what = ""
+    return (
+        f"{best_path} holds the best checkpoint of an earlier run{what}; petlib does not replace it silently.\n"
+        "Either resume that run (resume=True, --resume), replace it (overwrite=True, --overwrite), or\n"
+        "give this run another name or folder (run_name=... / --run_name, out_dir=... / --out_dir)."
+    )
 
 
 def _paths(config: TrainConfig) -> tuple[Path, Path, Path]:
@@ -501,6 +520,8 @@ def fit(
         log(f"resuming {last_path} after epoch {state['epoch']}")
     elif resume:
         log(f"nothing to resume at {last_path}; starting a new run")
+    if state is None and best_path.exists() and not config.overwrite:
+        raise RunExistsError(_run_exists_message(best_path))
 
     # Record the learning rate actually used, not "None = the model's default".
     config = dataclasses.replace(config, lr=config.learning_rate)

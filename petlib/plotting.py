@@ -11,12 +11,17 @@ import numpy as np
 import torch
 
 __all__ = [
-    "overlay", "to_numpy_image", "colorize_trimap", "show_grid", "plot_history", "plot_histograms",
-    "plot_image_sizes", "show_predictions",
+    "TRIMAP_COLORS", "TRIMAP_NAMES", "OUTCOME_COLORS", "HISTORY_PANELS",
+    "overlay", "error_overlay", "to_numpy_image", "colorize_trimap", "trimap_key", "show_grid",
+    "plot_history", "plot_histograms", "plot_image_sizes", "show_predictions"
 ]
 
 #: RGB of trimap values 1 (pet), 2 (background), 3 (border) in :func:`colorize_trimap`.
 TRIMAP_COLORS = {1: (255, 140, 0), 2: (40, 40, 60), 3: (250, 250, 250)}
+#: Names of the trimap values, for colour keys.
+TRIMAP_NAMES = {1: "pet", 2: "background", 3: "border (counted as pet)"}
+#: RGB of the pixel outcomes in :func:`error_overlay`: found pet, false alarm, missed pet.
+OUTCOME_COLORS = {"true positive": (40, 200, 80), "false positive": (230, 40, 200), "false negative": (30, 140, 255)}
 
 
 def to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -51,6 +56,30 @@ def overlay(
     return out.round().astype(np.uint8)
 
 
+def error_overlay(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """The photo with each pixel's outcome coloured, so that errors show on any fur colour.
+
+    True positives (pet found) green, false positives (background called pet) magenta, false
+    negatives (pet missed) blue, see :data:`OUTCOME_COLORS`; true background is left as it is.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 photo.
+        truth: ``(H, W)`` bool or 0/1 true mask.
+        prediction: ``(H, W)`` bool or 0/1 predicted mask.
+
+    Returns:
+        ``(H, W, 3)`` uint8 image.
+    """
+    truth, prediction = np.asarray(truth).astype(bool), np.asarray(prediction).astype(bool)
+    if truth.shape != prediction.shape:
+        raise ValueError(f"truth {truth.shape} and prediction {prediction.shape} differ in size")
+    out = to_numpy_image(image)
+    for (label, color), selected in zip(OUTCOME_COLORS.items(),
+                                        (truth & prediction, ~truth & prediction, truth & ~prediction)):
+        out = overlay(out, selected, color=color, alpha=alpha)
+    return out
+
+
 def colorize_trimap(trimap: torch.Tensor | np.ndarray) -> np.ndarray:
     """``(H, W)`` (or ``(1, H, W)``) trimap of 1/2/3 -> ``(H, W, 3)`` uint8: pet orange, background dark, border white."""
     trimap = trimap.detach().cpu().numpy() if isinstance(trimap, torch.Tensor) else np.asarray(trimap)
@@ -62,14 +91,21 @@ def colorize_trimap(trimap: torch.Tensor | np.ndarray) -> np.ndarray:
     return out
 
 
+def trimap_key() -> dict[str, tuple[int, int, int]]:
+    """Label -> RGB of the trimap colours, for a colour key (``show_grid(..., key=trimap_key())``)."""
+    return {TRIMAP_NAMES[value]: color for value, color in TRIMAP_COLORS.items()}
+
+
 def show_grid(
     rows: Sequence[Sequence[np.ndarray]],
     titles: Sequence[str] | None = None,
     row_labels: Sequence[str] | None = None,
     cell_size: float = 2.4,
+    key: Mapping[str, tuple[int, int, int]] | None = None,
 ):
     """A grid of images: ``rows[i][j]`` is an ``(H, W, 3)`` or ``(H, W)`` array.
 
+    ``key`` (label -> RGB, e.g. the trimap's colours) adds a colour key under the grid.
     Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt
@@ -89,29 +125,59 @@ def show_grid(
             if j == 0 and row_labels is not None:
                 ax.text(-0.05, 0.5, row_labels[i], transform=ax.transAxes, ha="right", va="center", fontsize=8)
     fig.tight_layout()
+    if key:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor=np.asarray(rgb) / 255, edgecolor="0.3", label=label) for label, rgb in key.items()]
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
+        fig.subplots_adjust(bottom=0.9 / (cell_size * n_rows) + 0.02)
     return fig
 
 
-def plot_history(histories: Mapping[str, Sequence[Mapping[str, float]]], keys: Sequence[str] = ("train_loss", "val_loss", "val_dice")):
-    """Curves of ``keys`` against epoch, one panel per key, one line per run.
+#: The panels of :func:`plot_history`: title -> (y label, history columns drawn in it).
+HISTORY_PANELS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "loss": ("loss (BCE + soft Dice)", ("train_loss", "val_loss")),
+    "validation Dice": ("Dice (per image, mean)", ("val_dice",)),
+}
+_LINE_STYLES = {"train_loss": "-", "val_loss": "--", "val_dice": "-", "val_iou": ":"}
+_SHORT = {"train_loss": "train", "val_loss": "validation", "val_dice": "Dice", "val_iou": "IoU"}
+
+
+def plot_history(
+    histories: Mapping[str, Sequence[Mapping[str, float]]],
+    panels: Mapping[str, tuple[str, Sequence[str]]] = HISTORY_PANELS,
+):
+    """Training curves: one panel per entry of ``panels``, one colour per run, one line style per column.
+
+    By default the training and validation loss share the first panel, so over- and under-fitting
+    show at a glance, and validation Dice has the second; the best epoch by validation Dice is
+    marked with a star.
 
     Args:
         histories: run label -> list of per-epoch rows as written by :func:`petlib.engine.fit`.
-        keys: the columns to plot.
+        panels: panel title -> (y-axis label, the history columns drawn in it).
 
     Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        for label, history in histories.items():
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.4), squeeze=False)
+    for ax, (title, (ylabel, keys)) in zip(axes[0], panels.items()):
+        for i, (label, history) in enumerate(histories.items()):
             epochs = [row["epoch"] for row in history]
-            ax.plot(epochs, [row[key] for row in history], marker="o", markersize=3, label=label)
+            for key in keys:
+                name = label if len(keys) == 1 else f"{label} {_SHORT.get(key, key)}"
+                ax.plot(epochs, [row[key] for row in history], _LINE_STYLES.get(key, "-"), color=f"C{i}",
+                        marker="o", markersize=2.5, label=name)
+            if "val_dice" in keys and history:
+                best = max(history, key=lambda row: row["val_dice"])  # ties: the earlier epoch, as fit keeps
+                ax.plot([best["epoch"]], [best["val_dice"]], "*", color=f"C{i}", markersize=11,
+                        markeredgecolor="black", label=f"{label} best: {best['val_dice']:.3f} (epoch {best['epoch']})")
         ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(key.replace("_", " "))
+        ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -126,7 +192,9 @@ def plot_histograms(
     xlabel: str = "",
     title: str = "",
 ):
-    """Overlaid histograms, one per label (e.g. one per model or species), with the mean marked.
+    """Overlaid histograms drawn as step lines, one per label (e.g. per model or species), mean dashed.
+
+    Step lines keep every distribution visible where they overlap, which filled bars hide.
 
     Returns the matplotlib figure.
     """
@@ -138,7 +206,8 @@ def plot_histograms(
     for i, (label, data) in enumerate(values.items()):
         data = np.asarray(data, dtype=float)
         color = f"C{i}"
-        ax.hist(data, bins=edges, alpha=0.5, color=color, label=f"{label} (n={len(data)}, mean {data.mean():.3f})")
+        ax.hist(data, bins=edges, histtype="step", linewidth=1.8, color=color,
+                label=f"{label} (n={len(data)}, mean {data.mean():.3f})")
         ax.axvline(data.mean(), color=color, linestyle="--", linewidth=1)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("images")
@@ -181,7 +250,11 @@ def show_predictions(
     scores: Mapping[str, Sequence[float]] | None = None,
     cell_size: float = 2.6,
 ):
-    """Image | truth | one column per model, one row per image; masks drawn over the photo.
+    """Photo | true mask | one column per model, one row per image, errors coloured.
+
+    The true mask is drawn over the photo as a contour; each model's prediction as
+    :func:`error_overlay` (true positive, false positive, false negative in three colours, with a
+    key under the figure), so that a reader sees where a model fails, not only that it does.
 
     Args:
         images: ``(H, W, 3)`` uint8 photos.
@@ -193,18 +266,24 @@ def show_predictions(
     Returns the matplotlib figure.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     labels = list(predictions)
     n_rows, n_cols = len(images), 2 + len(labels)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_size * n_cols, cell_size * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_size * n_cols, cell_size * n_rows + 0.4), squeeze=False)
     for i, image in enumerate(images):
-        cells = [(image, row_titles[i]), (overlay(image, truths[i], color=(0, 200, 80)), "truth")]
-        for label in labels:
+        axes[i][0].imshow(image)
+        axes[i][0].set_title(row_titles[i], fontsize=8)
+        axes[i][1].imshow(image)
+        axes[i][1].contour(np.asarray(truths[i], dtype=float), levels=[0.5], colors=["yellow"], linewidths=1.2)
+        axes[i][1].set_title("true mask (outline)", fontsize=8)
+        for j, label in enumerate(labels):
+            axes[i][2 + j].imshow(error_overlay(image, truths[i], predictions[label][i]))
             title = label if scores is None else f"{label}: Dice {scores[label][i]:.3f}"
-            cells.append((overlay(image, predictions[label][i]), title))
-        for ax, (picture, title) in zip(axes[i], cells):
-            ax.imshow(picture)
-            ax.set_title(title, fontsize=8)
+            axes[i][2 + j].set_title(title, fontsize=8)
+        for ax in axes[i]:
             ax.axis("off")
-    fig.tight_layout()
+    handles = [Patch(facecolor=np.asarray(rgb) / 255, label=label) for label, rgb in OUTCOME_COLORS.items()]
+    fig.tight_layout(rect=(0, 0.4 / (cell_size * n_rows + 0.4), 1, 1))
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=9, frameon=False)
     return fig

@@ -14,14 +14,18 @@ from petlib.analysis import (
     QUICK_DIR,
     QUICK_SETTINGS,
     REPO_ROOT,
+    SAMPLE_SUBDIR,
     ModelResult,
     TrainedRun,
+    config_mode,
     count_table,
     describe_run,
     foreground_fractions,
     format_table,
     group_scores,
+    lab_reference_table,
     load_run,
+    mode_banner,
     notebook_config,
     odd_images,
     paired_bootstrap,
@@ -31,6 +35,7 @@ from petlib.analysis import (
     read_example,
     read_splits,
     require_dataset,
+    run_mode,
     score_checkpoint,
     species_table,
     summary_table,
@@ -39,10 +44,13 @@ from petlib.analysis import (
     written_reading,
 )
 from petlib.checkpoint import save_checkpoint
-from petlib.config import TrainConfig
-from petlib.data import SAMPLE_ROOT, DatasetNotFoundError, read_split
+from petlib.config import SAMPLE_SETTINGS, TrainConfig
+from petlib.data import SAMPLE_ROOT, DatasetNotFoundError, SplitEntry, read_split
 from petlib.models import build_model
-from petlib.plotting import colorize_trimap, plot_histograms, plot_history, plot_image_sizes, show_predictions
+from petlib.plotting import (
+    colorize_trimap, error_overlay, plot_histograms, plot_history, plot_image_sizes, show_grid, show_predictions,
+    trimap_key,
+)
 
 # --------------------------------------------------------------------------- settings
 
@@ -58,12 +66,35 @@ def test_quick_mode_rejects_a_typo():
         quick_mode({"PETLIB_QUICK": "ture"})
 
 
-def test_settings_cell_values_pass_through_with_paths_from_the_repo_root():
-    cell = TrainConfig(model="unet", data_path="dataset/oxford-iiit-pet", image_size=128, epochs=7, out_dir="saved_models")
+def test_settings_cell_values_pass_through_with_paths_from_the_repo_root(tmp_path):
+    # The full dataset's layout (empty files will do: only its presence is checked here).
+    full = tmp_path / "oxford-iiit-pet"
+    (full / "images").mkdir(parents=True)
+    (full / "annotations" / "trimaps").mkdir(parents=True)
+    for name in ("trainval.txt", "test.txt"):
+        (full / "annotations" / name).write_text("")
+    cell = TrainConfig(model="unet", data_path=str(full), image_size=128, epochs=7, out_dir="saved_models")
+    assert run_mode(cell.data_path, {}) == "full"
     config = notebook_config(cell, environ={})
     assert (config.image_size, config.epochs, config.model) == (128, 7, "unet")
-    assert Path(config.data_path) == REPO_ROOT / "dataset" / "oxford-iiit-pet"
+    assert Path(config.data_path) == full
     assert Path(config.out_dir) == REPO_ROOT / "saved_models"
+    assert config_mode(config, {}) == "full" and mode_banner(config, {}).startswith("FULL DATASET")
+
+
+@pytest.mark.parametrize("model", ["unet", "resnet34_unet"])
+def test_without_the_full_dataset_the_notebooks_use_the_sample_with_make_runs_settings(tmp_path, model):
+    cell = TrainConfig(model=model, data_path=str(tmp_path / "nothing-here"), image_size=256, epochs=50,
+                       out_dir="saved_models")
+    assert run_mode(cell.data_path, {}) == "sample"
+    config = notebook_config(cell, environ={})
+    assert Path(config.data_path) == SAMPLE_ROOT
+    assert Path(config.out_dir) == REPO_ROOT / "saved_models" / SAMPLE_SUBDIR
+    for field, value in SAMPLE_SETTINGS[model].items():
+        assert getattr(config, field) == value
+    assert config.subset is None and not config.overwrite  # the whole sample; earlier runs are kept
+    banner = mode_banner(config, {})
+    assert banner.startswith("EMBEDDED SAMPLE") and "python -m petlib.data download" in banner
 
 
 def test_quick_mode_uses_the_sample_and_a_temp_folder_never_saved_models():
@@ -73,6 +104,8 @@ def test_quick_mode_uses_the_sample_and_a_temp_folder_never_saved_models():
     assert "saved_models" not in config.out_dir
     for field, value in QUICK_SETTINGS.items():
         assert getattr(config, field) == value
+    assert config.subset and config.overwrite and not config.save_last  # a few images, replaced, no 0.4 GB resume file
+    assert mode_banner(config, {"PETLIB_QUICK": "1"}).startswith("QUICK MODE")
 
 
 def test_environment_variables_override_the_cell_and_quick_mode():
@@ -97,14 +130,15 @@ def test_missing_dataset_says_where_it_looked_and_what_to_do(tmp_path):
         require_dataset(tmp_path / "oxford-iiit-pet")
     message = str(error.value)
     assert str(tmp_path / "oxford-iiit-pet") in message
-    assert "python -m petlib.data download" in message and "PETLIB_QUICK=1" in message
+    assert "python -m petlib.data download" in message and "300-image sample" in message
     assert require_dataset(SAMPLE_ROOT) == SAMPLE_ROOT
 
 
-def test_describe_run_flags_quick_runs():
-    assert "quick mode" in describe_run(TrainConfig(data_path=str(SAMPLE_ROOT)))
+def test_describe_run_names_the_data_and_the_scoring():
+    assert describe_run(TrainConfig(data_path=str(SAMPLE_ROOT))).startswith("ResNet34-UNet on the embedded sample at")
+    assert "(16 images per split)" in describe_run(TrainConfig(data_path=str(SAMPLE_ROOT), subset=16))
     line = describe_run(TrainConfig(model="unet", data_path="/data/oxford-iiit-pet", lr=None))
-    assert line.startswith("UNet on oxford-iiit-pet") and "quick" not in line
+    assert line.startswith("UNet on oxford-iiit-pet") and "lr 0.0003" in line and "flip TTA on" in line
 
 
 # --------------------------------------------------------------------------- dataset survey
@@ -112,23 +146,25 @@ def test_describe_run_flags_quick_runs():
 
 def test_split_and_species_counts_of_the_sample():
     splits = read_splits(SAMPLE_ROOT)
-    assert {mode: len(entries) for mode, entries in splits.items()} == {"train": 14, "valid": 2, "test": 8}
+    assert {mode: len(entries) for mode, entries in splits.items()} == {"train": 216, "valid": 24, "test": 60}
     rows = count_table(splits, "species")
     assert [row["species"] for row in rows] == ["cat", "dog"]
-    assert sum(row["total"] for row in rows) == 24
+    assert sum(row["total"] for row in rows) == 300
+    assert {row["species"]: row["total"] for row in rows} == {"cat": 200, "dog": 100}
     breeds = {row["breed"]: row for row in count_table(splits, "breed")}
-    assert breeds["Bengal"]["species"] == "cat" and breeds["Bengal"]["total"] == 8
+    assert breeds["Bengal"]["species"] == "cat" and breeds["Bengal"]["total"] == 100
 
 
 def test_survey_finds_the_gif_named_jpg_and_its_empty_trimap():
     infos = survey_images(SAMPLE_ROOT)
-    assert len(infos) == 24
+    assert len(infos) == 302  # 300 listed + the two files the release lists in no split
+    assert sorted(i.name for i in infos if not i.listed) == ["Abyssinian_34", "Abyssinian_82"]
     odd = odd_images(infos)
-    assert [(i.name, i.format, i.listed) for i in odd] == [("Abyssinian_34", "GIF", True)]
-    entries = read_split(SAMPLE_ROOT, "train")
+    assert ("Abyssinian_34", "GIF", False) in [(i.name, i.format, i.listed) for i in odd]
+    entries = read_split(SAMPLE_ROOT, "train")[:20]
     fractions = foreground_fractions(SAMPLE_ROOT, entries)
-    assert fractions.shape == (len(entries),) and ((0 <= fractions) & (fractions <= 1)).all()
-    assert fractions[[e.name for e in entries].index("Abyssinian_34")] == 0
+    assert fractions.shape == (len(entries),) and ((0 < fractions) & (fractions < 1)).all()
+    assert foreground_fractions(SAMPLE_ROOT, [SplitEntry("Abyssinian_34", 1, "cat", "Abyssinian")])[0] == 0
     image, trimap = read_example(SAMPLE_ROOT, "Abyssinian_34")
     assert image.dtype == np.uint8 and image.shape[2] == 3 and trimap.shape == image.shape[:2]
 
@@ -201,7 +237,7 @@ def test_score_checkpoint_and_panels_on_the_sample(tmp_path):
     run = _fake_run("resnet34_unet", tmp_path)
     result = score_checkpoint(run, SAMPLE_ROOT, "test", batch_size=8, time_repeats=1, device="cpu")
     assert result.label == "ResNet34-UNet" and result.params == 24_436_369
-    assert result.dice.shape == result.iou.shape == (8,) and result.seconds_per_image > 0
+    assert result.dice.shape == result.iou.shape == (60,) and result.seconds_per_image > 0
     entries = read_split(SAMPLE_ROOT, "test")
     images, truths, predictions = prediction_panels([result], SAMPLE_ROOT, entries, [0, 5])
     assert len(images) == len(truths) == len(predictions["ResNet34-UNet"]) == 2
@@ -211,6 +247,8 @@ def test_score_checkpoint_and_panels_on_the_sample(tmp_path):
     figure = show_predictions(images, truths, predictions, ["best: a", "worst: b"],
                               scores={"ResNet34-UNet": result.dice[[0, 5]]})
     assert len(figure.axes) == 6
+    table = lab_reference_table([result])
+    assert "0.8731" in table and "0.8777" in table and "course lab (reported)" in table and "embedded sample" in table
 
 
 def _result(label: str, dice: np.ndarray, run: TrainedRun, seconds: float, params: int) -> ModelResult:
@@ -218,10 +256,10 @@ def _result(label: str, dice: np.ndarray, run: TrainedRun, seconds: float, param
                        seconds_per_image=seconds, device="cpu")
 
 
-def _runs(data_path: str, epochs: int = 2):
+def _runs(data_path: str, epochs: int = 2, subset: int | None = None):
     history = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.0 / e, "val_dice": 0.5 + 0.1 * e}
                for e in range(1, epochs + 1)]
-    config = TrainConfig(data_path=data_path, image_size=64, epochs=epochs)
+    config = TrainConfig(data_path=data_path, image_size=64, epochs=epochs, subset=subset)
     return (TrainedRun("unet", Path("u.pth"), history, config, epochs),
             TrainedRun("resnet34_unet", Path("r.pth"), history, config, epochs))
 
@@ -249,9 +287,13 @@ def test_written_reading_does_not_claim_a_difference_it_cannot_see():
     assert "not distinguishable" in text and "only 40 test images" in text
 
 
-def test_written_reading_flags_quick_runs_and_checks_its_inputs():
-    run_a, run_b = _runs(str(SAMPLE_ROOT))
+def test_written_reading_flags_quick_runs_and_sample_runs_and_checks_its_inputs():
     a, b = np.full(8, 0.5), np.full(8, 0.4)
+    run_a, run_b = _runs(str(SAMPLE_ROOT))
+    on_sample = written_reading([_result("UNet", a, run_a, 0.01, 1), _result("ResNet34-UNet", b, run_b, 0.01, 1)],
+                                ["cat"] * 8)
+    assert "trained on 216 images" in on_sample and "quick-mode" not in on_sample
+    run_a, run_b = _runs(str(SAMPLE_ROOT), subset=8)
     results = [_result("UNet", a, run_a, 0.01, 1), _result("ResNet34-UNet", b, run_b, 0.01, 1)]
     assert "quick-mode run" in written_reading(results, ["cat"] * 8)
     with pytest.raises(ValueError):
@@ -269,5 +311,32 @@ def test_plot_helpers_return_figures():
     assert colors.shape == (2, 2, 3) and (colors[0, 1] == colors[1, 1]).all() and (colors[0, 0] != colors[1, 0]).any()
     assert len(plot_histograms({"a": [0.1, 0.5], "b": [0.9]}, value_range=(0, 1)).axes) == 1
     assert len(plot_image_sizes([500, 300], [375, 500]).axes) == 2
-    history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.0, "val_dice": 0.5}]
-    assert len(plot_history({"UNet": history, "ResNet34-UNet": history}).axes) == 3
+    history = [{"epoch": 1, "train_loss": 1.0, "val_loss": 1.2, "val_dice": 0.5},
+               {"epoch": 2, "train_loss": 0.8, "val_loss": 0.9, "val_dice": 0.7}]
+    figure = plot_history({"UNet": history, "ResNet34-UNet": history})
+    loss_panel, dice_panel = figure.axes
+    # Train and validation loss share a panel, with labelled axes; the best epoch is starred.
+    assert loss_panel.get_xlabel() == "epoch" and loss_panel.get_ylabel().startswith("loss")
+    assert {line.get_label() for line in loss_panel.get_lines()} >= {"UNet train", "UNet validation"}
+    assert any("best: 0.700 (epoch 2)" in line.get_label() for line in dice_panel.get_lines())
+
+
+def test_error_overlay_colours_each_outcome():
+    image = np.full((2, 2, 3), 100, dtype=np.uint8)
+    truth = np.array([[1, 1], [0, 0]], dtype=bool)
+    prediction = np.array([[1, 0], [1, 0]], dtype=bool)
+    out = error_overlay(image, truth, prediction).astype(int)
+    tp, fn, fp, tn = out[0, 0], out[0, 1], out[1, 0], out[1, 1]
+    assert (tn == 100).all()  # true background untouched
+    assert tp[1] > tp[0] and tp[1] > tp[2]  # green
+    assert fp[0] > fp[1] and fp[2] > fp[1]  # magenta
+    assert fn[2] > fn[0] and fn[2] > fn[1]  # blue
+    with pytest.raises(ValueError):
+        error_overlay(image, truth, prediction[:1])
+
+
+def test_histograms_are_step_lines_and_grids_carry_a_colour_key():
+    figure = plot_histograms({"a": [0.1, 0.5], "b": [0.9]}, value_range=(0, 1))
+    assert all(patch.get_fill() is False for patch in figure.axes[0].patches)
+    grid = show_grid([[np.zeros((4, 4, 3), dtype=np.uint8)]], key=trimap_key())
+    assert [t.get_text() for t in grid.legends[0].get_texts()] == ["pet", "background", "border (counted as pet)"]

@@ -296,3 +296,21 @@ def test_matches_smp_unet_resnet34(resnet34_unet: ResNet34UNet) -> None:
     normalised = (images - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         assert torch.allclose(ours.eval()(images), reference.eval()(normalised), atol=1e-5)
+
+
+@pytest.mark.parametrize("name, deepest", [("unet", 16), ("resnet34_unet", 32)])
+def test_shape_trace_follows_the_forward_pass_and_counts_every_parameter(name, deepest):
+    from petlib.models import count_parameters, format_trace, shape_trace
+
+    model = build_model(name).train()
+    trace = shape_trace(model, 64)
+    assert model.training  # mode restored
+    assert sum(stage.params for stage in trace) == count_parameters(model)
+    sides = [stage.shape[-1] for stage in trace]
+    assert min(sides) == 64 // deepest and sides[-1] == 64 and trace[-1].shape == (1, 1, 64, 64)
+    turn = sides.index(min(sides))  # down through the encoder, then back up through the decoder
+    assert sides[: turn + 1] == sorted(sides[: turn + 1], reverse=True) and sides[turn:] == sorted(sides[turn:])
+    table = format_trace(trace, 64)
+    assert table.splitlines()[2].split() == ["input", "3", "x", "64", "x", "64", "1"]
+    with pytest.raises(ValueError, match="no module"):
+        shape_trace(model, 64, stages=("nope",))

@@ -21,12 +21,16 @@ from torch import nn
 
 from petlib.models.blocks import ConvBNReLU, DecoderBlock, DoubleConv, Normalize
 from petlib.models.resnet34_unet import ResNet34Encoder, ResNet34UNet, load_encoder_state_dict
+from petlib.models.trace import StageShape, format_trace, shape_trace
 from petlib.models.unet import UNet
 
 __all__ = [
     "MODELS",
     "build_model",
     "count_parameters",
+    "shape_trace",
+    "format_trace",
+    "StageShape",
     "UNet",
     "ResNet34UNet",
     "ResNet34Encoder",

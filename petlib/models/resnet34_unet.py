@@ -58,6 +58,12 @@ class ResNet34UNet(nn.Module):
     # Five stride-2 steps (stem conv, max-pool, layer2..4): H and W must be multiples of 2**5.
     size_multiple = 32
 
+    #: The stages a shape trace reports (:func:`petlib.models.shape_trace`), in forward order.
+    trace_stages = (
+        "encoder.conv1+encoder.bn1+encoder.relu", "encoder.maxpool+encoder.layer1", "encoder.layer2", "encoder.layer3", "encoder.layer4",
+        "decoder1", "decoder2", "decoder3", "decoder4", "decoder5", "segmentation_head",
+    )
+
     def __init__(
         self,
         pretrained: bool = False,

@@ -65,6 +65,9 @@ class UNet(nn.Module):
     # Four 2x2 poolings: H and W must be multiples of 2**4 inside the network.
     size_multiple = 16
 
+    #: The stages a shape trace reports (:func:`petlib.models.shape_trace`), in forward order.
+    trace_stages = ("inc", "down1", "down2", "down3", "down4", "up1", "up2", "up3", "up4", "outc")
+
     def __init__(self, in_channels: int = 3, out_channels: int = 1, base_channels: int = 64) -> None:
         super().__init__()
         if in_channels != len(IMAGENET_MEAN):

@@ -1,0 +1,72 @@
+"""The main job, ``python -m petlib.run`` (``make run``), on a few images of the embedded sample."""
+import subprocess
+import sys
+
+import pytest
+
+from petlib.config import SAMPLE_SETTINGS, TrainConfig
+from petlib.run import RUN_MODELS, fresh_folder
+
+
+def test_fresh_folder_never_reuses_a_folder_with_a_checkpoint(tmp_path):
+    base = tmp_path / "sample"
+    assert fresh_folder(base, RUN_MODELS) == base
+    base.mkdir()
+    (base / "notes.txt").write_text("not a checkpoint")
+    assert fresh_folder(base, RUN_MODELS) == base
+    (base / "unet.pth").write_bytes(b"")
+    assert fresh_folder(base, RUN_MODELS) == tmp_path / "sample-2"
+    (tmp_path / "sample-2").mkdir()
+    (tmp_path / "sample-2" / "resnet34_unet.pth").write_bytes(b"")
+    assert fresh_folder(base, RUN_MODELS) == tmp_path / "sample-3"
+
+
+def test_sample_settings_are_valid_configs_for_every_network():
+    assert set(SAMPLE_SETTINGS) == set(RUN_MODELS)
+    for name, settings in SAMPLE_SETTINGS.items():
+        config = TrainConfig(model=name, **settings)
+        assert config.tta  # the sample run validates and tests with flip TTA, as petlib's recipe
+
+
+@pytest.mark.slow
+def test_main_job_trains_both_networks_and_keeps_an_earlier_run(tmp_path):
+    command = [sys.executable, "-m", "petlib.run", "--sample", "--epochs", "1", "--image_size", "32",
+               "--subset", "8", "--out_dir", str(tmp_path)]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert "embedded sample" in first.stdout
+    rows = {line.split()[0]: line.split() for line in first.stdout.splitlines()
+            if line.startswith(tuple(f"{name} " for name in RUN_MODELS))}
+    assert list(rows) == list(RUN_MODELS)
+    for name, cells in rows.items():
+        # model, px, epochs, val Dice, test Dice, test IoU, images, TTA, minutes
+        assert cells[1:3] == ["32", "1"]
+        assert all(0.0 <= float(value) <= 1.0 for value in cells[3:6]), cells
+        assert cells[6] == "60" and cells[7] == "on" and float(cells[8]) > 0
+        assert (tmp_path / "sample" / f"{name}.pth").is_file()
+    assert "Traceback" not in first.stderr
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert "holds an earlier run, which is kept" in second.stdout
+    assert all((tmp_path / "sample-2" / f"{name}.pth").is_file() for name in RUN_MODELS)
+
+
+def test_fit_never_silently_replaces_an_earlier_runs_best_checkpoint(tmp_path):
+    from petlib.data import SAMPLE_ROOT
+    from petlib.engine import RunExistsError, fit
+
+    config = TrainConfig(model="resnet34_unet", data_path=str(SAMPLE_ROOT), image_size=32, epochs=1, batch_size=4,
+                         subset=8, out_dir=str(tmp_path), device="cpu", cache=True)
+    first = fit(config, progress=False, log=None)
+    before = first.best_checkpoint.read_bytes()
+    with pytest.raises(RunExistsError) as error:
+        fit(config, progress=False, log=None)
+    message = str(error.value)
+    assert str(first.best_checkpoint) in message and "epoch 1" in message
+    assert "--resume" in message and "--overwrite" in message and "--run_name" in message
+    assert first.best_checkpoint.read_bytes() == before  # nothing was touched
+    # Each way out that the message names works.
+    assert fit(config, resume=True, progress=False, log=None).best_checkpoint == first.best_checkpoint
+    assert fit(TrainConfig(**{**config.to_dict(), "run_name": "second"}), progress=False, log=None)
+    assert fit(TrainConfig(**{**config.to_dict(), "overwrite": True}), progress=False, log=None)
