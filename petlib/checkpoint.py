@@ -118,18 +118,25 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        # torch's message is a page long; the name of the object it refused is what matters.
-        refused = re.search(r"GLOBAL ([\w.]+)", str(err))
-        detail = f" ({refused.group(1)})" if refused else ""
+    except Exception as err:
+        # torch's messages run to a page; what matters is the object it refused, if any.
+        refused = re.search(r"GLOBAL ([\w.]+)", str(err)) if isinstance(err, pickle.UnpicklingError) else None
+        if refused:
+            raise CheckpointError(
+                f"refusing to load {path}: it holds a Python object ({refused.group(1)}) besides tensors and plain "
+                "data, and unpickling it could run arbitrary code. petlib checkpoints never do; if you trust the "
+                "file, load it with torch.load(path, weights_only=False) and save its tensors and plain values "
+                "with petlib.save_checkpoint"
+            ) from err
+        # A truncated or foreign file: say which one, with the line of torch's message that says why.
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        if isinstance(err, pickle.UnpicklingError) and len(lines) > 1:
+            lines = [line for line in lines[1:] if "WeightsUnpickler" not in line and "documentation" not in line]
+        reason = lines[0] if lines else "no details"
         raise CheckpointError(
-            f"refusing to load {path}: it holds Python objects{detail} besides tensors and plain data, and "
-            "unpickling those can run arbitrary code. petlib checkpoints never do; if you trust the file, "
-            "load it with torch.load(path, weights_only=False) and save its tensors and plain values with "
-            "petlib.save_checkpoint"
+            f"could not read checkpoint {path}: not a file written by torch.save, or cut short "
+            f"({type(err).__name__}: {reason})"
         ) from err
-    except Exception as err:  # a truncated or foreign file: say which one
-        raise CheckpointError(f"could not read checkpoint {path}: {err}") from err
     if not isinstance(checkpoint, dict) or "model_state" not in checkpoint or "model_name" not in checkpoint:
         raise CheckpointError(
             f"{path} is not a petlib checkpoint (expected a dict with 'model_name' and 'model_state')"
