@@ -54,11 +54,12 @@ from torch.utils.data import DataLoader, RandomSampler
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import engine
+from .cli import Switch, argument_parser, option, run_main
 from .config import TrainConfig
 from .data import SAMPLE_ROOT, OxfordPetSegmentation
 from .engine import _autocast, _build_optimizer, _to_device, autocast_dtype, pick_device, predict_logits
 from .losses import build_loss
-from .models import build_model
+from .models import MODELS, build_model
 from .transforms import Augment
 
 __all__ = ["Candidate", "petlib_candidate", "peer_candidate", "main"]
@@ -794,22 +795,23 @@ def _header(s: Settings, argv: Sequence[str]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m petlib.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["unet", "resnet34_unet"], choices=["unet", "resnet34_unet"])
+    parser = argument_parser("python -m petlib.bench", __doc__)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[128, 256], help="image sizes (px)")
-    parser.add_argument("--batch_size", type=int, default=8, help="training batch (inference: twice this)")
+    parser.add_argument(*option("batch_size"), type=int, default=8, help="training batch (inference: twice this)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats; figures are medians")
     parser.add_argument("--seconds", type=float, default=1.0, help="about how long one repeat of one row runs")
     parser.add_argument("--device", default=None, help="default: CUDA, then MPS, then the CPU")
-    parser.add_argument("--skip-peer", action="store_true", help="time petlib only")
+    parser.add_argument(*option("skip_peer"), action="store_true", help="time petlib only")
     parser.add_argument("--compile", action="store_true",
                         help="add the torch.compile section (minutes of compiling on a CPU); same as --sections ... compile")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory column")
+    parser.add_argument("--memory", action=Switch, default=True, help="measure peak memory (--no_memory skips the column)")
     parser.add_argument("--sections", nargs="+", default=["networks", "options", "loader", "epoch"],
                         choices=["networks", "options", "compile", "loader", "epoch"], help="which sections to run")
-    parser.add_argument("--data_path", type=Path, default=SAMPLE_ROOT,
+    parser.add_argument(*option("data_path"), type=Path, default=SAMPLE_ROOT,
                         help="dataset for the loader and epoch sections (default: the shipped sample)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the report to this markdown file")
+    parser.add_argument(*option("out_file", "--out"), type=Path, default=None,
+                        help="also write the report to this markdown file")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one repeat, to check that it runs")
     return parser
 
@@ -820,7 +822,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = pick_device(args.device)
     s = Settings(
         device=device, models=args.models, sizes=args.sizes, batch_size=args.batch_size, repeats=args.repeats,
-        seconds=args.seconds, skip_peer=args.skip_peer, memory=not args.no_memory, data_path=args.data_path,
+        seconds=args.seconds, skip_peer=args.skip_peer, memory=args.memory, data_path=args.data_path,
         # The sample's 14 training images: batches of 4 make an epoch of several steps.
         loader_size=256, loader_batch_size=TrainConfig().batch_size, epoch_size=256, epoch_batch_size=4, epochs=2,
         matmul_n=8192 if device.type == "cuda" else 2048,
@@ -849,11 +851,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         section_loader(s, flops, print_)
     if "epoch" in args.sections:
         section_epoch(s, print_)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+    if args.out_file is not None:
+        args.out_file.parent.mkdir(parents=True, exist_ok=True)
+        args.out_file.write_text("\n".join(lines) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

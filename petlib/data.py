@@ -23,7 +23,7 @@ With ``cache=True`` (memory) or ``cache="disk"`` every item is decoded and resiz
 uint8 arrays; after that an item costs a copy, not a JPEG decode. See
 :class:`OxfordPetSegmentation` for where the disk cache lives.
 
-The full dataset (~800 MB) is fetched with ``python -m petlib.data download --root <root>``;
+The full dataset (~800 MB) is fetched with ``python -m petlib.data download --data_path <root>``;
 a 300-image sample (three breeds, downsized) ships with the repository at
 :data:`SAMPLE_ROOT`, so that everything runs offline.
 """
@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from ._files import chmod_as_new_file
+from .cli import argument_parser, option, run_main, stderr_is_interactive
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -57,6 +58,7 @@ __all__ = [
     "MIRRORS",
     "RESOURCES",
     "DatasetNotFoundError",
+    "DownloadError",
     "SplitEntry",
     "OxfordPetSegmentation",
     "read_split",
@@ -95,13 +97,17 @@ class DatasetNotFoundError(FileNotFoundError):
     """The dataset root, one of its folders or its split file does not exist."""
 
 
+class DownloadError(RuntimeError):
+    """No mirror served an archive with the expected MD5."""
+
+
 def _not_found(root: Path, missing: Path) -> DatasetNotFoundError:
     return DatasetNotFoundError(
         f"Oxford-IIIT Pet not found: {missing.resolve()} does not exist.\n"
         f"Expected {root.resolve()}/images/*.jpg and "
         f"{root.resolve()}/annotations/{{trimaps/*.png, trainval.txt, test.txt}}.\n"
         f"Download the dataset (~800 MB) with:\n"
-        f"    python -m petlib.data download --root {root}\n"
+        f"    python -m petlib.data download --data_path {root}\n"
         f"or use the 300-image sample shipped with petlib: petlib.data.SAMPLE_ROOT ({SAMPLE_ROOT})."
     )
 
@@ -408,7 +414,7 @@ class OxfordPetSegmentation(Dataset):
             raise FileNotFoundError(
                 f"annotations/{split_file} of {self.root.resolve()} lists {len(missing)} "
                 f"missing file(s):\n  {shown}\n"
-                f"Re-extract the dataset (python -m petlib.data download --root {self.root}) "
+                f"Re-extract the dataset (python -m petlib.data download --data_path {self.root}) "
                 f"or remove those names from the split file."
             )
 
@@ -450,8 +456,10 @@ class OxfordPetSegmentation(Dataset):
         with ThreadPoolExecutor(workers) as pool:
             items = pool.map(self._decode, range(len(self.entries)))
             desc = f"Caching {self.mode} at {self.image_size[0]}x{self.image_size[1]}"
-            # delay: no progress bar for builds that finish within a couple of seconds.
-            progress = tqdm(items, total=len(self.entries), desc=desc, leave=False, delay=2)
+            # delay: no progress bar for builds that finish within a couple of seconds; none at
+            # all into a log file, which would keep every redraw.
+            progress = tqdm(items, total=len(self.entries), desc=desc, leave=False, delay=2,
+                            disable=not stderr_is_interactive())
             for i, (image, trimap) in enumerate(progress):
                 out[i, :3] = image.transpose(2, 0, 1)
                 out[i, 3] = trimap
@@ -680,7 +688,7 @@ def _fetch(filename: str, md5: str, root: Path, mirrors: Sequence[str]) -> None:
             continue
         os.replace(part, archive)
         return
-    raise RuntimeError(f"could not download {filename}; tried:\n  " + "\n  ".join(failures))
+    raise DownloadError(f"could not download {filename}; tried:\n  " + "\n  ".join(failures))
 
 
 def download(
@@ -707,7 +715,7 @@ def download(
         The absolute ``root``.
 
     Raises:
-        RuntimeError: no mirror served a file with the right MD5; the message lists every URL tried.
+        DownloadError: no mirror served a file with the right MD5; the message lists every URL tried.
     """
     from torchvision.datasets.utils import check_integrity, extract_archive
 
@@ -733,17 +741,19 @@ def download(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m petlib.data download [--root DIR]``."""
-    parser = argparse.ArgumentParser(prog="python -m petlib.data", description=__doc__.splitlines()[0])
+    """Command line: ``python -m petlib.data download [--data_path DIR]``."""
+    parser = argument_parser("python -m petlib.data", __doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    fetch = commands.add_parser("download", help="download and extract Oxford-IIIT Pet (~800 MB)")
-    fetch.add_argument("--root", type=Path, default=DEFAULT_ROOT, help=f"destination (default {DEFAULT_ROOT})")
-    fetch.add_argument("--remove-archives", action="store_true", help="delete the .tar.gz files after extracting")
+    fetch = commands.add_parser("download", help="download and extract Oxford-IIIT Pet (~800 MB)",
+                                formatter_class=parser.formatter_class)
+    fetch.add_argument(*option("data_path", "--root"), type=Path, default=DEFAULT_ROOT,
+                       help="destination, the dataset root the other commands read")
+    fetch.add_argument(*option("remove_archives"), action="store_true", help="delete the .tar.gz files after extracting")
     args = parser.parse_args(argv)
     if args.command == "download":
-        root = download(args.root, remove_archives=args.remove_archives)
+        root = download(args.data_path, remove_archives=args.remove_archives)
         print(f"Done: {root}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

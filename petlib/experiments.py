@@ -8,7 +8,7 @@ example and petlib's (see :data:`petlib.config.RECIPES`) -- for the same epochs,
 image size, on the same training images, keeps each run's best-validation checkpoint, and
 prints a table of test Dice and IoU with wall time. Settings are chosen on the validation
 split only; the test split is scored once per finished run. Each finished recipe is stored
-in ``<out>/results.json`` and skipped when the command is run again, so an interrupted
+in ``<out_dir>/results.json`` and skipped when the command is run again, so an interrupted
 comparison continues where it stopped (``--resume`` also continues a half-trained recipe).
 
     python -m petlib.experiments lr-find --model unet --data_path ... --image_size 96
@@ -18,11 +18,9 @@ and prints the loss curve and a suggested learning rate.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -30,11 +28,12 @@ from typing import Any, Sequence
 import torch
 
 from .checkpoint import load_model
+from .cli import add_progress_flags, argument_parser, option, run_main, show_progress
 from .config import RECIPES, TrainConfig, recipe
 from .engine import evaluate, fit, make_loaders, pick_device, seed_everything
 from .inference import score_at_original_size
 from .losses import build_loss
-from .models import build_model
+from .models import MODELS, build_model
 from .transforms import Augment
 
 __all__ = ["compare_recipes", "lr_range_test", "main"]
@@ -158,28 +157,29 @@ def suggest_lr(curve: list[tuple[float, float]]) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m petlib.experiments", description=__doc__.split("\n\n")[0])
+    parser = argument_parser("python -m petlib.experiments", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    cmp = sub.add_parser("compare-recipes", help="lab vs smp vs petlib recipe, same compute")
-    cmp.add_argument("--model", default="resnet34_unet", choices=["unet", "resnet34_unet"])
-    cmp.add_argument("--data_path", required=True)
-    cmp.add_argument("--image_size", type=int, default=128)
+    cmp = sub.add_parser("compare-recipes", help="lab vs smp vs petlib recipe, same compute",
+                         formatter_class=parser.formatter_class)
+    cmp.add_argument("--model", default="resnet34_unet", choices=list(MODELS))
+    cmp.add_argument(*option("data_path"), required=True, help="dataset root")
+    cmp.add_argument(*option("image_size"), type=int, default=128)
     cmp.add_argument("--epochs", type=int, default=30)
-    cmp.add_argument("--batch_size", type=int, default=8, help="the same for every recipe")
+    cmp.add_argument(*option("batch_size"), type=int, default=8, help="the same for every recipe")
     cmp.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
-    cmp.add_argument("--out", default="runs/compare")
+    cmp.add_argument(*option("out_dir", "--out"), default="runs/compare", help="folder for the runs and results.json")
     cmp.add_argument("--seed", type=int, default=0)
     cmp.add_argument("--resume", action="store_true", help="continue a half-trained recipe")
-    cmp.add_argument("--progress", action="store_true")
+    add_progress_flags(cmp)
     cmp.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                      help="TrainConfig overrides for every recipe run (a variant), e.g. crop_scale_min=0.6")
     cmp.add_argument("--label", default="", help="suffix for the variant's name in the table, e.g. -light")
-    lrf = sub.add_parser("lr-find", help="learning-rate range test")
-    lrf.add_argument("--model", default="resnet34_unet", choices=["unet", "resnet34_unet"])
-    lrf.add_argument("--data_path", required=True)
-    lrf.add_argument("--image_size", type=int, default=128)
-    lrf.add_argument("--batch_size", type=int, default=8)
-    lrf.add_argument("--steps", type=int, default=60)
+    lrf = sub.add_parser("lr-find", help="learning-rate range test", formatter_class=parser.formatter_class)
+    lrf.add_argument("--model", default="resnet34_unet", choices=list(MODELS))
+    lrf.add_argument(*option("data_path"), required=True, help="dataset root")
+    lrf.add_argument(*option("image_size"), type=int, default=128)
+    lrf.add_argument(*option("batch_size"), type=int, default=8)
+    lrf.add_argument("--steps", type=int, default=60, help="learning rates tried, one batch each")
     args = parser.parse_args(argv)
 
     if args.command == "compare-recipes":
@@ -190,8 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if overrides and not args.label:
             parser.error("a variant (--set) needs a --label to tell it apart in the results")
         compare_recipes(args.model, args.data_path, image_size=args.image_size, epochs=args.epochs,
-                        batch_size=args.batch_size, recipes=args.recipes, out_dir=args.out, seed=args.seed,
-                        resume=args.resume, progress=args.progress, overrides=overrides, label=args.label)
+                        batch_size=args.batch_size, recipes=args.recipes, out_dir=args.out_dir, seed=args.seed,
+                        resume=args.resume, progress=show_progress(args.progress), overrides=overrides,
+                        label=args.label)
     else:
         config = recipe("petlib", model=args.model, data_path=args.data_path, image_size=args.image_size,
                         batch_size=args.batch_size)
@@ -203,4 +204,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

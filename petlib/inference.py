@@ -10,8 +10,6 @@ printed score says which it is.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,9 +18,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import load_model
+from .cli import add_progress_flags, argument_parser, option, run_main, show_progress
 from .config import TrainConfig
-from .data import DEFAULT_ROOT, OxfordPetSegmentation
+from .data import DEFAULT_ROOT, MODES, OxfordPetSegmentation
 from .engine import autocast_dtype, evaluate, pick_device
+from .models import MODELS
 
 __all__ = ["evaluate_checkpoint", "evaluate_model", "validated_tta", "describe_tta", "score_at_original_size", "main"]
 
@@ -55,6 +55,7 @@ def evaluate_checkpoint(
     device: str | None = None,
     per_image: bool = False,
     num_workers: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Dice and IoU of the checkpoint at ``model_path`` on the ``mode`` split.
 
@@ -68,6 +69,7 @@ def evaluate_checkpoint(
             checkpoint's run validated (:func:`validated_tta`), so that the score is
             comparable with its validation Dice.
         per_image: also return per-image scores (see :func:`petlib.engine.evaluate`).
+        progress: show a progress bar.
 
     Returns:
         ``{"loss", "dice", "iou", "count", ...}`` plus ``"model_name"``, ``"image_size"``,
@@ -77,7 +79,7 @@ def evaluate_checkpoint(
     """
     model, checkpoint = load_model(model_path, expected_model=model_name)
     return evaluate_model(model, checkpoint, data_path, mode, batch_size=batch_size, image_size=image_size, tta=tta,
-                          device=device, per_image=per_image, num_workers=num_workers)
+                          device=device, per_image=per_image, num_workers=num_workers, progress=progress)
 
 
 def evaluate_model(
@@ -92,6 +94,7 @@ def evaluate_model(
     device: str | None = None,
     per_image: bool = False,
     num_workers: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """:func:`evaluate_checkpoint` for a model already loaded with :func:`~petlib.checkpoint.load_model`.
 
@@ -109,7 +112,7 @@ def evaluate_model(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=torch_device.type == "cuda")
     result = evaluate(model, loader, torch_device, amp_dtype=autocast_dtype(torch_device, config.amp),
-                      tta=tta, per_image=per_image)
+                      tta=tta, per_image=per_image, progress=progress)
     result.update(model_name=checkpoint["model_name"], image_size=size, epoch=checkpoint.get("epoch"), tta=tta,
                   validated_tta=validated)
     return result
@@ -154,25 +157,25 @@ def score_at_original_size(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m petlib.inference", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=["unet", "resnet34_unet"], default=None,
-                        help="architecture the checkpoint must hold (checked)")
-    parser.add_argument("--model_path", required=True, help="checkpoint file, e.g. saved_models/unet.pth")
-    parser.add_argument("--data_path", default=str(DEFAULT_ROOT))
-    parser.add_argument("--mode", default="test", choices=["train", "valid", "test"])
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--image_size", type=int, default=None, help="default: the training size")
-    # nargs="?": a bare --tta, as before this took a value, still means on.
+    parser = argument_parser("python -m petlib.inference", __doc__)
+    parser.add_argument("--model", choices=list(MODELS), default=None, help="architecture the checkpoint must hold (checked)")
+    parser.add_argument(*option("model_path"), required=True, help="checkpoint file, e.g. saved_models/unet.pth")
+    parser.add_argument(*option("data_path"), default=str(DEFAULT_ROOT), help="dataset root")
+    parser.add_argument("--mode", default="test", choices=list(MODES), help="split to score")
+    parser.add_argument(*option("batch_size"), type=int, default=32)
+    parser.add_argument(*option("image_size"), type=int, default=None, help="default: the training size")
+    # nargs="?": a bare --tta, from when this took no value, still means on.
     parser.add_argument("--tta", choices=["on", "off"], nargs="?", const="on", default=None,
                         help="average with horizontally flipped predictions (default: as the checkpoint was validated)")
-    parser.add_argument("--original_size", action="store_true",
+    parser.add_argument(*option("original_size"), action="store_true",
                         help="also score against each image's full-resolution trimap")
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--device", default=None, help="default: CUDA, then MPS, then the CPU")
+    add_progress_flags(parser)
     args = parser.parse_args(argv)
     model, checkpoint = load_model(args.model_path, expected_model=args.model)
     result = evaluate_model(
         model, checkpoint, args.data_path, args.mode, batch_size=args.batch_size, image_size=args.image_size,
-        tta=None if args.tta is None else args.tta == "on", device=args.device,
+        tta=None if args.tta is None else args.tta == "on", device=args.device, progress=show_progress(args.progress),
     )
     how = describe_tta(result["tta"], result["validated_tta"])
     print(
@@ -190,4 +193,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -1,16 +1,14 @@
 """Segment your own photos with a trained checkpoint.
 
-    python -m petlib.predict photo1.jpg photo2.png --model_path saved_models/resnet34_unet.pth --out masks/
+    python -m petlib.predict photo1.jpg photo2.png --model_path saved_models/resnet34_unet.pth --out_dir masks/
 
-For each image writes ``<out>/<stem>_mask.png`` (0 = background, 255 = pet) and
-``<out>/<stem>_overlay.png`` (the photo with the pet tinted), both at the photo's own size:
+For each image writes ``<out_dir>/<stem>_mask.png`` (0 = background, 255 = pet) and
+``<out_dir>/<stem>_overlay.png`` (the photo with the pet tinted), both at the photo's own size:
 the model sees the photo resized to its training size, and its logits are resized back
 (bilinear) before thresholding, which gives smoother borders than resizing a hard mask.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -21,9 +19,11 @@ from PIL import Image
 from torch import nn
 
 from .checkpoint import load_model
+from .cli import argument_parser, option, run_main
 from .config import TrainConfig
 from .data import read_image
 from .engine import pick_device, predict_logits
+from .inference import describe_tta, validated_tta
 from .plotting import overlay
 
 __all__ = ["predict_mask", "predict_logits_at_size", "main"]
@@ -79,28 +79,33 @@ def predict_mask(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m petlib.predict", description=__doc__.split("\n\n")[0])
+    parser = argument_parser("python -m petlib.predict", __doc__)
     parser.add_argument("images", nargs="+", help="photos to segment (any format Pillow reads)")
-    parser.add_argument("--model_path", required=True, help="checkpoint, e.g. saved_models/resnet34_unet.pth")
-    parser.add_argument("--out", required=True, help="folder for the masks and overlays")
-    parser.add_argument("--image_size", type=int, default=None, help="default: the training size")
-    parser.add_argument("--tta", action="store_true", help="average with the flipped prediction")
-    parser.add_argument("--device", default=None)
+    parser.add_argument(*option("model_path"), required=True, help="checkpoint, e.g. saved_models/resnet34_unet.pth")
+    parser.add_argument(*option("out_dir", "--out"), required=True, help="folder for the masks and overlays")
+    parser.add_argument(*option("image_size"), type=int, default=None, help="default: the training size")
+    # nargs="?": a bare --tta, from when this took no value, still means on.
+    parser.add_argument("--tta", choices=["on", "off"], nargs="?", const="on", default=None,
+                        help="average with the flipped prediction (default: as the checkpoint was validated)")
+    parser.add_argument("--device", default=None, help="default: CUDA, then MPS, then the CPU")
     args = parser.parse_args(argv)
 
+    # Check every input before loading the model, so a typo fails fast.
+    missing = [p for p in args.images if not Path(p).is_file()]
+    if missing:
+        parser.error(f"no such image file(s): {', '.join(missing)}")
     device = pick_device(args.device)
     model, checkpoint = load_model(args.model_path)
     model.to(device)
     size = args.image_size or TrainConfig.from_dict(checkpoint.get("config", {})).image_size
-    out = Path(args.out)
+    validated = validated_tta(checkpoint)
+    tta = validated if args.tta is None else args.tta == "on"
+    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    # Check every input before the first prediction, so a typo fails fast.
-    missing = [p for p in args.images if not Path(p).is_file()]
-    if missing:
-        parser.error(f"no such image file(s): {', '.join(missing)}")
+    print(f"predicting at {size}px, {describe_tta(tta, validated)}")
     for path in map(Path, args.images):
         image = read_image(path)
-        mask = predict_mask(model, image, size, tta=args.tta, device=device)
+        mask = predict_mask(model, image, size, tta=tta, device=device)
         Image.fromarray(mask.astype(np.uint8) * 255).save(out / f"{path.stem}_mask.png")
         Image.fromarray(overlay(np.asarray(image), mask)).save(out / f"{path.stem}_overlay.png")
         print(f"{path}: {mask.mean():.1%} pet -> {out / (path.stem + '_mask.png')}, {out / (path.stem + '_overlay.png')}")
@@ -108,4 +113,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -125,4 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import run_main  # errors as one line, as every petlib command line
+
+    run_main(main)

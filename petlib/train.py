@@ -1,88 +1,135 @@
 """Train a network from the command line.
 
     python -m petlib.train --model unet --data_path dataset/oxford-iiit-pet \\
-        --epochs 100 --batch_size 64 --learning-rate 2e-5 [--image_size 256] [--resume]
+        --epochs 100 --batch_size 64 --learning_rate 2e-5 [--image_size 256] [--resume]
 
 Every field of :class:`petlib.config.TrainConfig` is a flag of the same name
-(``--loss bce``, ``--no-augment``, ``--scheduler cosine``, ...); ``--recipe lab`` or
-``--recipe smp`` starts from those recipes instead of petlib's. Under
-``torchrun --nproc_per_node=N -m petlib.train ...`` it trains with
+(``--loss bce``, ``--no_augment``, ``--scheduler cosine``, ``--grad_clip none``, ...);
+``--recipe lab`` or ``--recipe smp`` starts from those recipes instead of petlib's. Flags are
+spelt with underscores; the hyphen spellings (``--learning-rate``, ``--no-augment``) work too.
+Under ``torchrun --nproc_per_node=N -m petlib.train ...`` it trains with
 DistributedDataParallel, ``--batch_size`` being the batch size of each process.
+
+Progress bars are shown when stderr is a terminal; redirected to a log file
+(``> train.log 2>&1``) it writes one line per epoch (``--progress`` forces the bars).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import sys
 import typing
 from typing import Any, Sequence
 
 from . import distributed as dist
-from .config import RECIPES, TrainConfig, recipe
+from .cli import Switch, add_progress_flags, argument_parser, option, optional, run_main, show_progress
+from .config import COMPILE_MODES, DEFAULT_LR, OPTIMIZERS, RECIPES, SCHEDULERS, SWITCH_VALUES, TrainConfig, recipe
 from .engine import fit
+from .losses import LOSSES
+from .models import MODELS
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
+#: The valid values of each enumerated field, from the registries TrainConfig checks against.
+CHOICES: dict[str, Sequence[str]] = {
+    "model": tuple(MODELS), "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "loss": tuple(LOSSES),
+    "amp": SWITCH_VALUES, "channels_last": SWITCH_VALUES, "fused_optimizer": SWITCH_VALUES,
+    "compile_mode": COMPILE_MODES,
+}
+#: What a field's default means where the value alone would not say (None, mostly).
+DEFAULT_MEANING: dict[str, str] = {
+    "lr": "petlib's rate for the model: " + ", ".join(f"{name} {rate:g}" for name, rate in DEFAULT_LR.items()),
+    "subset": "every image",
+    "eval_batch_size": "2 x batch_size",
+    "num_workers": "0 from the cache or on the CPU, else 4",
+    "run_name": "the model name",
+    "device": "CUDA, then MPS, then the CPU",
+    "grad_clip": "1.0; none disables clipping",
+    "cache": "true: decode once into memory; disk: into a file reused by later runs",
+}
 
-def _parse_bool_or_str(value: str) -> bool | str:
-    lowered = value.lower()
-    if lowered in ("true", "1", "yes", "memory"):
+
+def _parse_cache(text: str) -> bool | str:
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes", "on", "memory"):
         return True
     if lowered in ("false", "0", "no", "off"):
         return False
+    if lowered == "disk":
+        return "disk"
+    raise argparse.ArgumentTypeError(f"invalid value {text!r}: choose from true (memory), disk, false")
+
+
+def _parse_json_dict(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not JSON ({err}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"base_channels\": 32}}', got {text!r}")
     return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m petlib.train", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argument_parser("python -m petlib.train", __doc__)
     parser.add_argument("--recipe", choices=list(RECIPES), default="petlib",
-                        help="starting settings; other flags override them")
+                        help="starting settings, which the other flags override (the defaults below are petlib's)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from <out_dir>/<run_name>_last.pth if it exists")
     parser.add_argument("--pretrained", action="store_true",
                         help="ResNet34-UNet: start the encoder from torchvision's ImageNet weights (downloads them)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_progress_flags(parser)
     hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
     for field in dataclasses.fields(TrainConfig):
-        flag = f"--{field.name}"
-        kind = hints[field.name]
-        names = [flag]
-        if field.name == "lr":
-            names = ["--learning-rate", "--learning_rate", "--lr"]  # the lab's spelling first
+        name, kind = field.name, hints[field.name]
+        default = getattr(defaults, name)
+        shown = DEFAULT_MEANING.get(name, json.dumps(default) if isinstance(default, (bool, dict)) else default)
+        # SUPPRESS: a flag not given is absent from the namespace, so the recipe's value stands;
+        # a flag given as "none" is a real override to None.
+        common = dict(dest=name, default=argparse.SUPPRESS, help=f"default: {shown}")
+        # The learning rate keeps the lab's name first, and the field's as an alias.
+        names = option("learning_rate", "--lr") if name == "lr" else option(name)
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif field.name == "model_kwargs":
-            parser.add_argument(flag, type=json.loads, default=None, help="JSON dict of model arguments")
-        elif field.name == "cache":
-            parser.add_argument(flag, type=_parse_bool_or_str, default=None,
-                                help="true (in memory), disk, or false")
+            parser.add_argument(*names, action=Switch, **common)
+        elif name == "model_kwargs":
+            parser.add_argument(*names, type=_parse_json_dict, metavar="JSON",
+                                **{**common, "help": "model arguments as a JSON object, e.g. '{\"base_channels\": 32}'"})
+        elif name == "cache":
+            parser.add_argument(*names, type=_parse_cache, metavar="{true,disk,false}", **common)
+        elif name in CHOICES:
+            parser.add_argument(*names, choices=CHOICES[name], **common)
         else:
-            base = {int: int, float: float, str: str}
-            scalar = next((t for t in typing.get_args(kind) or (kind,) if t in base), str)
-            parser.add_argument(*names, dest=field.name, type=scalar, default=None,
-                                help=f"default: {field.default!r} (petlib recipe)")
+            scalars = [t for t in typing.get_args(kind) or (kind,) if t in (int, float, str)]
+            parse = scalars[0] if scalars else str
+            if type(None) in typing.get_args(kind):  # Optional: "none" means None
+                parse = optional(parse)
+            parser.add_argument(*names, type=parse, **common)
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The recipe named by ``--recipe`` with every flag that was given applied."""
-    overrides: dict[str, Any] = {
-        f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name) is not None
-    }
+    """The recipe named by ``--recipe`` with every flag that was given applied.
+
+    Raises:
+        ValueError: a value TrainConfig refuses (the message names the field).
+    """
+    given = vars(args)
+    overrides: dict[str, Any] = {f.name: given[f.name] for f in dataclasses.fields(TrainConfig) if f.name in given}
     if args.pretrained:
         overrides["model_kwargs"] = {**overrides.get("model_kwargs", {}), "pretrained": True}
     return recipe(args.recipe, **overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    config = config_from_args(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
-        result = fit(config, resume=args.resume, progress=not args.no_progress)
+        config = config_from_args(args)
+    except ValueError as err:  # a value out of range: a usage error, reported like argparse's own
+        parser.error(str(err))
+    try:
+        result = fit(config, resume=args.resume, progress=show_progress(args.progress))
         main_process = dist.is_main()  # ask before the process group is torn down
     finally:
         dist.cleanup()
@@ -94,4 +141,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)
