@@ -203,7 +203,7 @@ def test_missing_root_or_folder(fake_root: Path, remove: str) -> None:
     message = str(info.value)
     assert isinstance(info.value, FileNotFoundError)
     assert str((root if remove == "" else target).resolve()) in message
-    assert "python -m petlib.data download --root" in message
+    assert "python -m petlib.data download --data_path" in message
     assert "SAMPLE_ROOT" in message
 
 
