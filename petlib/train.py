@@ -44,7 +44,7 @@ DEFAULT_MEANING: dict[str, str] = {
     "num_workers": "0 from the cache or on the CPU, else 4",
     "run_name": "the model name",
     "device": "CUDA, then MPS, then the CPU",
-    "grad_clip": "1.0; none disables clipping",
+    "grad_clip": f"{TrainConfig.grad_clip}; none disables clipping",
     "cache": "true: decode once into memory; disk: into a file reused by later runs",
 }
 
