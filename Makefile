@@ -1,6 +1,6 @@
 # The two commands a new user needs:
 #   make run   - set up, then train UNet and ResNet34-UNet and print their test Dice side by side
-#   make test  - set up, then run the unit tests and the notebooks (nbval, quick mode)
+#   make test  - set up, then run the unit tests and the notebooks (nbval strict and lax, quick mode)
 # Both create a virtual environment in .venv on first use (override with VENV=...).
 
 VENV ?= .venv
@@ -22,7 +22,9 @@ run: setup
 
 test: setup
 	$(PY) -m pytest tests
-	PETLIB_QUICK=1 $(PY) -m pytest --nbval-lax -p no:randomly notebooks/
+	# notebooks/conftest.py forces quick mode: 16 images, 2 epochs, a temp folder.
+	$(PY) -m pytest --nbval -p no:randomly notebooks/
+	$(PY) -m pytest --nbval-lax -p no:randomly notebooks/
 
 bench: setup
 	$(PY) -m pip install -e ".[bench]"

@@ -91,7 +91,7 @@ def fake_root(tmp_path: Path) -> Path:
 # ----------------------------------------------------------------------------- the shipped sample
 
 
-@pytest.mark.parametrize("mode, count", [("train", 14), ("valid", 2), ("test", 8)])
+@pytest.mark.parametrize("mode, count", [("train", 216), ("valid", 24), ("test", 60)])
 def test_sample_counts(mode: str, count: int) -> None:
     dataset = OxfordPetSegmentation(SAMPLE_ROOT, mode, image_size=32)
     assert len(dataset) == len(dataset.entries) == count
@@ -100,7 +100,7 @@ def test_sample_counts(mode: str, count: int) -> None:
 
 
 def test_sample_items() -> None:
-    dataset = OxfordPetSegmentation(SAMPLE_ROOT, "test", image_size=(48, 64))
+    dataset = OxfordPetSegmentation(SAMPLE_ROOT, "test", image_size=(48, 64), subset=12)
     for index in range(len(dataset)):
         item = dataset[index]
         image, mask, trimap = item["image"], item["mask"], item["trimap"]
@@ -117,27 +117,57 @@ def test_sample_items() -> None:
 
 def test_sample_entries_and_breeds() -> None:
     entries = read_split(SAMPLE_ROOT, "train") + read_split(SAMPLE_ROOT, "valid") + read_split(SAMPLE_ROOT, "test")
-    assert len({e.name for e in entries}) == 24
+    assert len({e.name for e in entries}) == 300
     by_breed = {b: [e for e in entries if e.breed == b] for b in ("Abyssinian", "american_bulldog", "Bengal")}
-    assert all(len(v) == 8 for v in by_breed.values())
+    assert all(len(v) == 100 for v in by_breed.values())
     assert {e.species for e in by_breed["american_bulldog"]} == {"dog"}
     assert {e.species for e in by_breed["Bengal"]} == {"cat"}
-    assert entries[0] == SplitEntry("Abyssinian_119", 1, "cat", "Abyssinian")
+    assert entries[0] == SplitEntry("Abyssinian_101", 1, "cat", "Abyssinian")  # line 0 of trainval is valid's
+
+
+def test_subset_is_a_fixed_evenly_spaced_share_of_the_split() -> None:
+    full = read_split(SAMPLE_ROOT, "train")
+    small = OxfordPetSegmentation(SAMPLE_ROOT, "train", image_size=16, subset=12)
+    assert len(small) == 12 and small.entries == OxfordPetSegmentation(SAMPLE_ROOT, "train", image_size=16,
+                                                                          subset=12).entries
+    assert small.entries == [full[int(i * len(full) / 12)] for i in range(12)]
+    assert {e.breed for e in small.entries} == {"Abyssinian", "american_bulldog", "Bengal"}
+    assert OxfordPetSegmentation(SAMPLE_ROOT, "valid", image_size=16, subset=1000).entries == \
+        read_split(SAMPLE_ROOT, "valid")  # more than the split holds: all of it
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="subset"):
+            OxfordPetSegmentation(SAMPLE_ROOT, "train", image_size=16, subset=bad)
 
 
 def test_sample_gif_named_jpg_reads_as_rgb() -> None:
     path = SAMPLE_ROOT / "images" / "Abyssinian_34.jpg"
     assert path.read_bytes()[:3] == b"GIF"
     assert read_image(path).mode == "RGB"
-    dataset = OxfordPetSegmentation(SAMPLE_ROOT, "train", image_size=32)
-    index = [e.name for e in dataset.entries].index("Abyssinian_34")
-    assert dataset[index]["image"].shape == (3, 32, 32)
-    assert dataset[index]["mask"].sum() == 0  # its official trimap is all background
+
+
+def test_the_sample_gif_loads_through_the_dataset(tmp_path) -> None:
+    # The release lists Abyssinian_34 in no split; list it in a copy to read it as the loader would.
+    import shutil
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "annotations" / "trimaps").mkdir(parents=True)
+    shutil.copy(SAMPLE_ROOT / "images" / "Abyssinian_34.jpg", tmp_path / "images")
+    shutil.copy(SAMPLE_ROOT / "annotations" / "trimaps" / "Abyssinian_34.png", tmp_path / "annotations" / "trimaps")
+    for split in ("trainval.txt", "test.txt"):
+        (tmp_path / "annotations" / split).write_text("Abyssinian_34 1 1 1\n")
+    item = OxfordPetSegmentation(tmp_path, "test", image_size=32)[0]
+    assert item["image"].shape == (3, 32, 32) and item["image"].std() > 0.05
+    assert item["mask"].sum() == 0  # its official trimap is all background
 
 
 def test_sample_is_small() -> None:
     size = sum(f.stat().st_size for f in SAMPLE_ROOT.rglob("*") if f.is_file())
-    assert size < 2_000_000
+    assert size < 8_000_000
+    images = sorted((SAMPLE_ROOT / "images").glob("*.jpg"))
+    assert len(images) == 302  # all 300 listed pairs and the two unlisted files
+    for path in images:
+        with Image.open(path) as image:
+            assert max(image.size) <= 256, path
     assert (SAMPLE_ROOT / "annotations" / "README").is_file() and (SAMPLE_ROOT / "README.md").is_file()
 
 
@@ -462,7 +492,7 @@ def test_bad_cache_and_size_arguments(fake_root: Path) -> None:
 
 
 def test_load_dataset_batches() -> None:
-    loader = load_dataset(SAMPLE_ROOT, "train", batch_size=4, image_size=32, num_workers=0)
+    loader = load_dataset(SAMPLE_ROOT, "train", batch_size=4, image_size=32, num_workers=0, subset=14)
     batch = next(iter(loader))
     assert batch["image"].shape == (4, 3, 32, 32) and batch["image"].dtype == torch.float32
     assert batch["mask"].shape == (4, 1, 32, 32) and batch["trimap"].shape == (4, 1, 32, 32)
@@ -470,7 +500,7 @@ def test_load_dataset_batches() -> None:
     assert isinstance(loader.sampler, torch.utils.data.RandomSampler)  # train shuffles
     assert len(loader) == 4  # 14 items, last batch kept
 
-    test = load_dataset(SAMPLE_ROOT, "test", batch_size=3, image_size=32, num_workers=0, drop_last=True)
+    test = load_dataset(SAMPLE_ROOT, "test", batch_size=3, image_size=32, num_workers=0, drop_last=True, subset=8)
     assert isinstance(test.sampler, torch.utils.data.SequentialSampler) and len(test) == 2
 
 
@@ -478,7 +508,7 @@ def test_load_dataset_with_sampler() -> None:
     dataset_size = len(read_split(SAMPLE_ROOT, "train"))
     sampler = torch.utils.data.distributed.DistributedSampler(range(dataset_size), num_replicas=2, rank=0)
     loader = load_dataset(SAMPLE_ROOT, "train", batch_size=2, image_size=16, num_workers=0, sampler=sampler)
-    assert loader.sampler is sampler and len(loader) == 4  # 7 items on this rank
+    assert loader.sampler is sampler and len(loader) == 54  # 108 of the 216 items on this rank
     with pytest.raises(ValueError, match="sampler"):
         load_dataset(SAMPLE_ROOT, "train", batch_size=2, num_workers=0, sampler=sampler, shuffle=True)
 
