@@ -3,9 +3,11 @@ import math
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
+from petlib.engine import evaluate
 from petlib.losses import LOSSES, BCEDiceLoss, SoftDiceLoss, build_loss
-from petlib.metrics import dice_per_image, dice_score, iou_per_image, iou_score
+from petlib.metrics import binarize, dice_per_image, dice_score, iou_per_image, iou_score
 
 BIG = 20.0  # a logit whose sigmoid is ~1
 
@@ -45,14 +47,47 @@ def test_threshold_is_sigmoid_half():
     assert dice_score(logits, masks) == pytest.approx(2 * 1 / (1 + 2))
 
 
+def test_a_probability_of_exactly_the_threshold_is_background():
+    # sigmoid(0) is exactly 0.5 in float32: "pet" means strictly above, so a logit of 0 is
+    # background. With ">=" an undecided model would predict pet everywhere.
+    zeros = torch.zeros(2, 1, 3, 3)
+    assert not binarize(zeros).any()
+    assert dice_per_image(zeros, torch.zeros_like(zeros)).tolist() == [1.0, 1.0]  # both empty
+    assert dice_per_image(zeros, torch.ones_like(zeros)).tolist() == [0.0, 0.0]  # missed the pet
+    assert iou_score(zeros, torch.ones_like(zeros)) == 0.0
+    # The same side for any threshold: a probability equal to it is background.
+    logits = torch.full((1, 1, 1, 1), 1.0)
+    threshold = torch.sigmoid(logits).item()
+    assert not binarize(logits, threshold).any() and binarize(logits, threshold - 1e-6).all()
+
+
+class LogitsAreTheImages(torch.nn.Module):
+    """A stub network whose logits are its input's first channel: the test chooses them."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images[:, :1]
+
+
+def scored_by_evaluate(logits: torch.Tensor, masks: torch.Tensor, batch_size: int, loss_fn=None) -> dict:
+    """What :func:`petlib.engine.evaluate` reports for a model that outputs ``logits``."""
+    items = [{"image": lo, "mask": ma, "index": i} for i, (lo, ma) in enumerate(zip(logits, masks))]
+    loader = DataLoader(items, batch_size=batch_size)
+    return evaluate(LogitsAreTheImages(), loader, torch.device("cpu"), loss_fn)
+
+
 def test_split_mean_is_per_image_not_per_batch():
-    # Batch A: 3 perfect images; batch B: 1 image scoring 0. Mean over images = 0.75,
-    # mean of batch means would be 0.5.
+    # Batch A: 3 perfect images; batch B: 1 image scoring 0. The split's score is the mean
+    # over images, 0.75; a mean of batch means would be (1 + 0) / 2 = 0.5.
     masks = torch.ones(4, 1, 4, 4)
     logits = logits_from(masks).clone()
     logits[3] = -BIG
-    per_image = torch.cat([dice_per_image(logits[:3], masks[:3]), dice_per_image(logits[3:], masks[3:])])
-    assert per_image.mean().item() == pytest.approx(0.75)
+    result = scored_by_evaluate(logits, masks, batch_size=3)
+    assert result["count"] == 4
+    assert result["dice"] == pytest.approx(0.75)
+    assert result["iou"] == pytest.approx(0.75)
+    # The loss too: each batch's mean loss counts once per image in it.
+    first_pixel_is_pet = lambda lo, ma: (lo[:, 0, 0, 0] > 0).float().mean()  # noqa: E731
+    assert scored_by_evaluate(logits, masks, 3, first_pixel_is_pet)["loss"] == pytest.approx(0.75)
 
 
 def test_per_image_shapes_and_bool_masks():
@@ -80,6 +115,30 @@ def test_losses_are_low_for_right_and_high_for_wrong(name):
 def test_soft_dice_empty_truth_and_empty_prediction_is_zero_loss():
     empty = torch.zeros(1, 1, 8, 8)
     assert SoftDiceLoss()(logits_from(empty), empty).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def small_and_large_pet() -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and masks ``(2, 1, 4, 4)``: a 1-pixel pet found exactly, an 8-pixel pet missed."""
+    masks = torch.zeros(2, 1, 4, 4)
+    masks[0, 0, 0, 0] = 1
+    masks[1, 0, :2, :] = 1
+    logits = logits_from(masks).clone()
+    logits[1] = -BIG
+    return logits, masks
+
+
+def test_soft_dice_is_per_image_by_default_and_pooled_on_request():
+    logits, masks = small_and_large_pet()
+    # Per image, eps 1: (2*1 + 1) / (1 + 1 + 1) = 1 and (0 + 1) / (0 + 8 + 1) = 1/9; loss 1 - mean.
+    per_image = 1 - (1 + 1 / 9) / 2
+    assert SoftDiceLoss()(logits, masks).item() == pytest.approx(per_image, abs=1e-6)
+    assert build_loss("dice")(logits, masks).item() == pytest.approx(per_image, abs=1e-6)
+    # Pooled over the batch (smp's): 2*1 / (1 + 9) = 0.2, the large pet weighs 8 times more.
+    assert SoftDiceLoss(pooled=True)(logits, masks).item() == pytest.approx(0.8, abs=1e-6)
+    assert build_loss("dice_pooled")(logits, masks).item() == pytest.approx(0.8, abs=1e-6)
+    bce = build_loss("bce")(logits, masks).item()
+    assert build_loss("bce+dice")(logits, masks).item() == pytest.approx(bce + per_image, abs=1e-6)
+    assert build_loss("bce+dice_pooled")(logits, masks).item() == pytest.approx(bce + 0.8, abs=1e-6)
 
 
 def test_bce_dice_is_the_sum():
