@@ -66,7 +66,7 @@ from .predict import predict_mask
 __all__ = [
     "REPO_ROOT", "QUICK_ENV", "QUICK_DIR", "QUICK_SETTINGS", "ENV_OVERRIDES", "MODEL_LABELS",
     "SAMPLE_SUBDIR", "RUN_MODES", "quick_mode", "resolve_path", "run_mode", "notebook_config", "config_mode",
-    "mode_banner", "dataset_present", "require_dataset", "describe_run",
+    "mode_banner", "shown_path", "dataset_present", "require_dataset", "describe_run",
     "read_splits", "count_by", "count_table", "read_example", "ImageInfo", "survey_images", "odd_images", "foreground_fractions",
     "format_table",
     "TrainedRun", "load_run", "ModelResult", "score_checkpoint", "time_inference", "group_scores",
@@ -202,13 +202,13 @@ def mode_banner(config: TrainConfig, environ: Mapping[str, str] | None = None) -
                 "A check that everything runs, not a result.")
     if mode == "sample":
         return (f"EMBEDDED SAMPLE: no full dataset at {DEFAULT_ROOT}, so this runs on the 300 real images "
-                f"shipped in {_shown(SAMPLE_ROOT)} "
+                f"shipped in {shown_path(SAMPLE_ROOT)} "
                 "(3 breeds, downsized; train 216 / valid 24 / test 60) with `make run`'s settings. "
                 "For the full dataset: `python -m petlib.data download`, then run this again.")
-    return f"FULL DATASET: {_shown(config.data_path)}"
+    return f"FULL DATASET: {shown_path(config.data_path)}"
 
 
-def _shown(path: str | Path) -> str:
+def shown_path(path: str | Path) -> str:
     """``path`` relative to the repository when it is inside it (what a reader's checkout has too)."""
     path = Path(path).resolve()
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
@@ -586,6 +586,9 @@ def summary_table(results: Sequence[ModelResult]) -> str:
     return format_table(rows)
 
 
+#: Smallest gap between species' mean Dice that :func:`written_reading` calls a difference.
+SPECIES_GAP = 0.03
+
 #: Test Dice the course lab reported for its networks (full dataset, 256 px, trained from scratch).
 LAB_REPORTED_DICE: dict[str, float] = {"unet": 0.8731, "resnet34_unet": 0.8777}
 
@@ -710,11 +713,17 @@ def written_reading(results: Sequence[ModelResult], species: Sequence[str]) -> s
         parts = [f"{r.label} " + ", ".join(f"{g} {per[r.label][g]['mean']:.3f}" for g in groups) for r in results]
         text = "Mean Dice per species: " + "; ".join(parts) + "."
         harder = {min(groups, key=lambda g: per[r.label][g]["mean"]) for r in results}
+        # A gap between group means smaller than this is noise at these sizes: say nothing about it.
+        gaps = [max(per[r.label][g]["mean"] for g in groups) - min(per[r.label][g]["mean"] for g in groups)
+                for r in results]
         counts = Counter(species)
-        if len(harder) == 1:
+        if len(harder) == 1 and min(gaps) >= SPECIES_GAP:
             group = harder.pop()
             text += f" Both networks find {group}s harder"
             text += (f" (only {counts[group]} {group} images: a hint, not a finding)." if counts[group] < 30 else ".")
+        else:
+            text += (f" The species differ by less than {SPECIES_GAP:.2f} for at least one network, or not the same way:"
+                     " neither is clearly harder.")
         lines.append(text)
 
     # Curves.
@@ -723,11 +732,11 @@ def written_reading(results: Sequence[ModelResult], species: Sequence[str]) -> s
     # Size and speed.
     fast, slow = sorted(results, key=lambda r: r.seconds_per_image)
     ratio = slow.seconds_per_image / max(fast.seconds_per_image, 1e-12)
-    sizes = (f"at {fast.image_size} px" if fast.image_size == slow.image_size
-             else f"({fast.label} at {fast.image_size} px, {slow.label} at {slow.image_size} px)")
+    sizes = (f"both at {fast.image_size} px" if fast.image_size == slow.image_size
+             else f"{fast.label} at {fast.image_size} px, {slow.label} at {slow.image_size} px")
     lines.append(
         f"{a.label} has {a.params / 1e6:.1f} M parameters, {b.label} {b.params / 1e6:.1f} M. On this machine "
-        f"({fast.device}, {sizes}) {fast.label} takes {fast.seconds_per_image * 1000:.1f} ms per image and "
+        f"({fast.device}; {sizes}) {fast.label} takes {fast.seconds_per_image * 1000:.1f} ms per image and "
         f"{slow.label} {slow.seconds_per_image * 1000:.1f} ms, {ratio:.1f} times as long; timings vary with "
         "whatever else the machine is doing."
     )

@@ -16,6 +16,7 @@ validated (flip TTA on or off, as its config says).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from .data import DEFAULT_ROOT, SAMPLE_ROOT
 from .engine import fit
 from .inference import evaluate_checkpoint
 
-__all__ = ["main", "full_dataset_present", "fresh_folder", "RUN_MODELS"]
+__all__ = ["main", "full_dataset_present", "fresh_folder", "write_record", "RUN_MODELS"]
 
 #: The networks the main job trains, in order: the faster one first, so that a user who stops
 #: early already has one finished model.
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         run = fit(config, progress=sys.stderr.isatty())
         test = evaluate_checkpoint(run.best_checkpoint, config.data_path, "test", tta=config.tta,
-                                   batch_size=2 * config.batch_size, device=config.device)
+                                   batch_size=2 * config.batch_size, device=config.device, per_image=True)
         results[config.model] = {**test, "val_dice": run.best_dice, "minutes": (time.perf_counter() - start) / 60,
                                  "checkpoint": run.best_checkpoint, "config": config}
 
@@ -121,7 +122,25 @@ def main(argv: Sequence[str] | None = None) -> int:
           "pass of each network.")
     for name, r in results.items():
         print(f"{name}: {r['checkpoint']} (history: {Path(r['checkpoint']).with_name(name + '_history.csv')})")
+    record = write_record(results, Path(configs[0].out_dir) / "run_results.json")
+    print(f"Every number above, with the configs and per-image test scores: {record}")
     return 0
+
+
+def write_record(results: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Write the run's record: per network its config, validation and test scores, per-image test Dice, minutes."""
+    record = {}
+    for name, r in results.items():
+        order = r["indices"].argsort()  # split-file order, so two networks' scores line up image by image
+        record[name] = {
+            "config": r["config"].to_dict(), "checkpoint": str(r["checkpoint"]), "best_epoch": r["epoch"],
+            "val_dice": r["val_dice"], "test_dice": r["dice"], "test_iou": r["iou"], "test_images": r["count"],
+            "tta": r["tta"], "minutes": r["minutes"],
+            "test_dice_per_image": [round(float(d), 6) for d in r["dice_per_image"][order]],
+        }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
 
 
 if __name__ == "__main__":

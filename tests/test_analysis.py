@@ -340,3 +340,18 @@ def test_histograms_are_step_lines_and_grids_carry_a_colour_key():
     assert all(patch.get_fill() is False for patch in figure.axes[0].patches)
     grid = show_grid([[np.zeros((4, 4, 3), dtype=np.uint8)]], key=trimap_key())
     assert [t.get_text() for t in grid.legends[0].get_texts()] == ["pet", "background", "border (counted as pet)"]
+
+
+def test_written_reading_calls_a_species_harder_only_when_both_networks_show_a_clear_gap():
+    run_a, run_b = _runs("/data/oxford-iiit-pet")
+    species = ["cat"] * 50 + ["dog"] * 50
+
+    def reading(gap_a: float, gap_b: float) -> str:
+        a = np.r_[np.full(50, 0.80), np.full(50, 0.80 - gap_a)]
+        b = np.r_[np.full(50, 0.85), np.full(50, 0.85 - gap_b)]
+        return written_reading([_result("UNet", a, run_a, 0.01, 1), _result("ResNet34-UNet", b, run_b, 0.01, 1)],
+                               species)
+
+    assert "Both networks find dogs harder." in reading(0.05, 0.04)
+    assert "neither is clearly harder" in reading(0.05, 0.01)  # one network barely differs
+    assert "neither is clearly harder" in reading(0.05, -0.05)  # they disagree

@@ -45,6 +45,14 @@ def test_main_job_trains_both_networks_and_keeps_an_earlier_run(tmp_path):
         assert cells[6] == "60" and cells[7] == "on" and float(cells[8]) > 0
         assert (tmp_path / "sample" / f"{name}.pth").is_file()
     assert "Traceback" not in first.stderr
+    import json
+
+    record = json.loads((tmp_path / "sample" / "run_results.json").read_text())
+    assert set(record) == set(RUN_MODELS)
+    for name, r in record.items():
+        assert len(r["test_dice_per_image"]) == 60 and r["tta"] is True
+        assert abs(sum(r["test_dice_per_image"]) / 60 - r["test_dice"]) < 1e-5
+        assert r["config"]["model"] == name and r["config"]["epochs"] == 1
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr
