@@ -8,8 +8,10 @@ import torch
 from petlib.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from petlib.config import RECIPES, TrainConfig, recipe
 from petlib.data import SAMPLE_ROOT, OxfordPetSegmentation
+from petlib import engine
 from petlib.engine import _build_scheduler, evaluate, fit, read_history
 from petlib.losses import build_loss
+from petlib.metrics import dice_per_image
 from petlib.models import build_model
 
 
@@ -49,8 +51,9 @@ def test_fit_writes_best_last_history_and_config(tmp_path):
     assert [row["epoch"] for row in history] == [1, 2]
     assert set(history[0]) >= {"train_loss", "val_loss", "val_dice", "val_iou", "lr", "seconds"}
     best = load_checkpoint(result.best_checkpoint)
-    assert best["val_dice"] if "val_dice" in best else True
-    assert best["best_dice"] == pytest.approx(max(row["val_dice"] for row in history))
+    dices = [row["val_dice"] for row in history]
+    assert best["epoch"] == 1 + dices.index(max(dices))  # the first of the best
+    assert best["best_dice"] == pytest.approx(max(dices)) == result.best_dice
     last = load_checkpoint(result.last_checkpoint)
     assert last["epoch"] == 2 and "optimizer_state" in last and "scheduler_state" in last
     # No stray temporary files: every write was a rename.
@@ -100,6 +103,53 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     # Same schedule, shuffles and augmentations: the same weights as the uninterrupted run.
     assert torch.allclose(_weights(resumed.last_checkpoint), _weights(full.last_checkpoint), atol=1e-6)
     assert [r["lr"] for r in resumed.history] == pytest.approx([r["lr"] for r in full.history])
+
+
+def scripted_evaluate(dices: list[float], seen: list[dict[str, torch.Tensor]]):
+    """An ``evaluate`` for :func:`fit` that reports ``dices[k]`` as the k-th validation Dice and
+    keeps a copy of the weights it was shown, so that a test knows each epoch's weights."""
+
+    def evaluate(model, loader, device, loss_fn=None, **kwargs):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        dice = dices[len(seen) - 1]
+        return {"loss": 1 - dice, "dice": dice, "iou": dice / (2 - dice), "count": len(loader.dataset)}
+
+    return evaluate
+
+
+def stub_config(tmp_path, **overrides) -> TrainConfig:
+    """A 4-channel UNet on 4 images at 16 px: real training steps, validation scripted."""
+    return tiny_config(tmp_path, model="unet", model_kwargs={"base_channels": 4}, image_size=16, subset=4,
+                       batch_size=2, **overrides)
+
+
+def test_the_best_checkpoint_is_the_best_epoch_and_a_tie_keeps_the_earlier(tmp_path, monkeypatch):
+    dices, seen, lines = [0.2, 0.6, 0.4, 0.6], [], []
+    monkeypatch.setattr(engine, "evaluate", scripted_evaluate(dices, seen))
+    result = fit(stub_config(tmp_path, epochs=4), progress=False, log=lines.append)
+    assert [row["val_dice"] for row in result.history] == dices
+    best = load_checkpoint(result.best_checkpoint)
+    assert best["epoch"] == 2 and best["best_dice"] == result.best_dice == 0.6
+    # Epoch 2's weights, not those of epoch 4, which tied with it.
+    assert not torch.equal(seen[1]["outc.weight"], seen[3]["outc.weight"])
+    torch.testing.assert_close(best["model_state"], seen[1], rtol=0, atol=0)
+    assert [line.endswith(" *") for line in lines if line.startswith("epoch")] == [True, True, False, False]
+
+
+def test_resume_keeps_the_best_score_of_the_interrupted_run(tmp_path, monkeypatch):
+    # Epoch 2 (0.7) is the best; after resuming, epoch 3 (0.5) must not replace it.
+    seen = []
+    monkeypatch.setattr(engine, "evaluate", scripted_evaluate([0.3, 0.7, 0.5], seen))
+    config = stub_config(tmp_path, epochs=3)
+    with pytest.raises(_Interrupt):
+        fit(config, progress=False, log=_interrupt_after_epoch(2))
+    result = fit(config, resume=True, progress=False, log=None)
+    assert len(seen) == 3 and [row["val_dice"] for row in result.history] == [0.3, 0.7, 0.5]
+    assert result.best_dice == 0.7
+    best = load_checkpoint(result.best_checkpoint)
+    assert best["epoch"] == 2 and best["best_dice"] == 0.7
+    torch.testing.assert_close(best["model_state"], seen[1], rtol=0, atol=0)
+    assert load_checkpoint(result.last_checkpoint)["best_dice"] == 0.7
 
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path):
@@ -153,15 +203,34 @@ def test_interrupted_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pth"]
 
 
+class BrightIsPet(torch.nn.Module):
+    """A stub network with known logits: pet wherever the image is brighter than mid-grey.
+
+    On real photos it scores a different Dice on every image, neither 0 nor 1, unlike an
+    untrained network, which often predicts all background (Dice 0 everywhere)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = torch.nn.BatchNorm2d(1)  # something whose behaviour depends on the mode
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return 40 * (images.mean(1, keepdim=True) - 0.5)
+
+
 def test_evaluate_restores_mode_and_counts_every_image(tmp_path):
-    dataset = OxfordPetSegmentation(SAMPLE_ROOT, "test", image_size=32)
+    dataset = OxfordPetSegmentation(SAMPLE_ROOT, "test", image_size=32, subset=8)
     loader = torch.utils.data.DataLoader(dataset, batch_size=3)  # 8 images: 3 + 3 + 2
-    model = build_model("resnet34_unet").train()
+    model = BrightIsPet().train()
     result = evaluate(model, loader, torch.device("cpu"), build_loss("bce"), per_image=True)
     assert model.training
     assert result["count"] == len(dataset) == len(result["dice_per_image"])
-    assert result["dice"] == pytest.approx(result["dice_per_image"].mean().item())
     assert result["indices"].tolist() == list(range(len(dataset)))
+    images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    masks = torch.stack([dataset[i]["mask"] for i in range(len(dataset))])
+    expected = dice_per_image(BrightIsPet()(images), masks)  # the whole split at once
+    assert expected.std() > 0.05  # the batches' means differ, so a mean of them would show
+    torch.testing.assert_close(result["dice_per_image"], expected)
+    assert result["dice"] == pytest.approx(expected.mean().item())
 
 
 @pytest.mark.parametrize("name", ["onecycle", "cosine"])
