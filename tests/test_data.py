@@ -216,6 +216,44 @@ def test_odd_formats_read_as_rgb(fake_root: Path) -> None:
     assert torch.equal(image[0], image[1]) and torch.equal(image[1], image[2])
 
 
+def colour_bars(height: int = 20, width: int = 30) -> np.ndarray:
+    """``(height, width, 3)`` uint8: pure red, green and blue vertical bars, a third of the width each."""
+    bars = np.zeros((height, width, 3), dtype=np.uint8)
+    for channel in range(3):
+        bars[:, channel * width // 3:(channel + 1) * width // 3, channel] = 255
+    return bars
+
+
+@pytest.mark.parametrize("cache", [False, True, "disk"])
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_images_decode_in_colour_and_in_rgb_order(tmp_path: Path, cache: bool | str, kind: str) -> None:
+    # Red stays in channel 0, green in 1, blue in 2: a grayscale decode (or BGR) fails here,
+    # while the random-noise images of the fake tree would only change their values.
+    names = ["Abyssinian_1", "Abyssinian_2"]  # line 0 goes to valid
+    root = make_tree(tmp_path / "pets", names)
+    bars = colour_bars()
+    for name in names:  # PNG bytes under the release's ".jpg" name are lossless; JPEG is what ships
+        Image.fromarray(bars).save(root / "images" / f"{name}.jpg", "PNG" if kind == "png" else "JPEG", quality=95)
+    expected = torch.from_numpy(bars).permute(2, 0, 1).float() / 255  # (3, 20, 30)
+    image = OxfordPetSegmentation(root, "train", image_size=(20, 30), cache=cache)[0]["image"]
+    uint8 = OxfordPetSegmentation(root, "train", image_size=(20, 30), cache=cache, dtype=torch.uint8)[0]["image"]
+    small = OxfordPetSegmentation(root, "train", image_size=(10, 15), cache=cache)[0]["image"]  # (3, 10, 15)
+    tolerance = 0 if kind == "png" else 0.16  # JPEG's chroma is coarse beside the edges
+    inside = [x for x in range(30) if 2 <= x % 10 <= 7]  # 2 px or more from where the colour changes
+    assert (image - expected)[..., inside].abs().max() <= tolerance
+    assert torch.equal(uint8.float() / 255, image)
+    for x, colour in ((2, [1.0, 0.0, 0.0]), (7, [0.0, 1.0, 0.0]), (12, [0.0, 0.0, 1.0])):  # the bars' centres
+        assert torch.allclose(small[:, 5, x], torch.tensor(colour), atol=tolerance + 1e-6), (x, small[:, 5, x])
+    decoded = np.asarray(read_image(root / "images" / "Abyssinian_2.jpg"), dtype=np.float32)  # (20, 30, 3)
+    np.testing.assert_allclose(decoded[:, inside], bars[:, inside], atol=255 * tolerance)
+
+
+def test_sample_photos_decode_in_colour() -> None:
+    dataset = OxfordPetSegmentation(SAMPLE_ROOT, "valid", image_size=32, subset=8, cache=True)
+    colourful = [(dataset[i]["image"][0] - dataset[i]["image"][2]).abs().mean().item() for i in range(len(dataset))]
+    assert max(colourful) > 0.05, colourful  # a grayscale decode gives 0 for all
+
+
 @pytest.mark.parametrize(
     "remove", ["", "images", "annotations", "annotations/trimaps", "annotations/trainval.txt"]
 )
