@@ -4,7 +4,9 @@
 schedule from a :class:`~petlib.config.TrainConfig`; for each epoch train, validate,
 record a history row and keep two checkpoints — the best by validation Dice
 (``<out_dir>/<name>.pth``) and the last one (``<name>_last.pth``, which also carries the
-optimiser and schedule so an interrupted run resumes where it stopped).
+optimiser and schedule so an interrupted run resumes where it stopped). Beside them go the
+history (``<name>_history.csv``), its curves (``<name>_curves.png``, :mod:`petlib.curves`)
+and the best checkpoint's model card (``<name>_card.json`` and ``.md``, :mod:`petlib.card`).
 
 The same code runs in one process or under ``torchrun`` (DistributedDataParallel):
 each process trains on its shard, validation metrics are summed over all processes
@@ -29,12 +31,14 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Samp
 from tqdm.auto import tqdm
 
 from . import distributed as dist
+from .card import build_card, read_card, write_card
 from .checkpoint import load_checkpoint, load_state_dict, save_checkpoint
 from .config import OPTIMIZERS, SCHEDULERS, TrainConfig
+from .curves import CurvesPNG, TensorBoardLog
 from .data import OxfordPetSegmentation
 from .losses import build_loss
 from .metrics import dice_per_image, iou_per_image
-from .models import build_model
+from .models import build_model, count_parameters
 from .transforms import Augment
 
 __all__ = [
@@ -364,6 +368,9 @@ class FitResult:
     last_checkpoint: Path | None  # None when config.save_last is off
     history_file: Path
     best_dice: float
+    curves_file: Path | None = None  # None when matplotlib is missing (see curves_skipped)
+    curves_skipped: str | None = None  # why there is no curves_file
+    card_file: Path | None = None  # <name>_card.json; the Markdown card is beside it
 
 
 def _build_optimizer(config: TrainConfig, model: nn.Module, fused: bool = False) -> torch.optim.Optimizer:
@@ -442,6 +449,19 @@ def _paths(config: TrainConfig) -> tuple[Path, Path, Path]:
     return out / f"{config.name}.pth", out / f"{config.name}_last.pth", out / f"{config.name}_history.csv"
 
 
+def _write_card(config: TrainConfig, history: list[dict[str, float]], best_path: Path, model: nn.Module,
+                loaders: dict[str, DataLoader], device: torch.device, keep_test: bool) -> Path:
+    """Write the best checkpoint's card; ``keep_test``: keep the test scores of the card there,
+    which still describe the checkpoint when this run has not replaced it."""
+    card = build_card(config, history, checkpoint_path=best_path, parameters=count_parameters(model),
+                      split_sizes={mode: len(loader.dataset) for mode, loader in loaders.items()},
+                      device=device, processes=dist.world_size())
+    earlier = read_card(best_path) if keep_test else None
+    if earlier is not None:
+        card["test"] = earlier.get("test", [])
+    return write_card(card, best_path)[0]
+
+
 def _write_history(history: list[dict[str, float]], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
@@ -468,6 +488,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
+    tensorboard: str | Path | None = None,
 ) -> FitResult:
     """Train ``config.model`` on ``config.data_path`` as ``config`` says.
 
@@ -479,10 +500,17 @@ def fit(
             Needs ``config.save_last``.
         progress: show tqdm bars.
         log: called with one line per epoch (``None`` for silence).
+        tensorboard: also log each epoch's numbers as TensorBoard scalars in
+            ``<tensorboard>/<name>`` (skipped, with a message, without tensorboard installed).
 
     With ``config.save_last=False`` no ``_last.pth`` is written (for the UNet, with its
     optimiser state, ~0.4 GB rewritten every epoch) and an earlier run's is removed: the run
     cannot be resumed, but its best checkpoint, history and config are written as usual.
+
+    Besides the checkpoints, the main process writes ``<name>_history.csv`` every epoch,
+    ``<name>_curves.png`` (loss and validation Dice; at the end, and during the run at most
+    once a minute; skipped without matplotlib) and the best checkpoint's model card
+    ``<name>_card.json`` / ``.md`` (each time the best checkpoint changes, and at the end).
 
     Returns:
         A :class:`FitResult`. The best checkpoint is the epoch with the highest
@@ -584,6 +612,9 @@ def fit(
             "best_dice": best_dice,
         }
 
+    curves = CurvesPNG(Path(config.out_dir) / f"{config.name}_curves.png", config.name, log)
+    board = TensorBoardLog(Path(tensorboard) / config.name, log, start_epoch) if tensorboard and dist.is_main() else None
+    best_replaced = False  # whether this call wrote a new best checkpoint (the card's test scores then go)
     log(
         f"training {config.model} on {device} ({dist.world_size()} process(es), batch {config.batch_size} per process)"
         f" | {len(loaders['train'].dataset)} train / {len(loaders['valid'].dataset)} valid images"
@@ -618,6 +649,8 @@ def fit(
         if dist.is_main():
             if improved:
                 save_checkpoint(checkpoint(epoch), best_path)
+                best_replaced = True
+                _write_card(config, history, best_path, model, loaders, device, keep_test=False)
             if config.save_last:
                 last = checkpoint(epoch)
                 last["optimizer_state"] = optimizer.state_dict()
@@ -625,9 +658,22 @@ def fit(
                 last["scaler_state"] = scaler.state_dict() if scaler is not None else None
                 save_checkpoint(last, last_path)
             _write_history(history, history_path)
+            curves.update(history)
+            if board is not None:
+                board.add_epoch(row)
         log(
             f"epoch {epoch:3d}/{config.epochs} | train loss {train_loss:.4f} | val loss {val['loss']:.4f} "
             f"| val Dice {val['dice']:.4f} | lr {lr:.2e} | {row['seconds']:.1f}s" + (" *" if improved else "")
         )
+    card_file = None
+    if dist.is_main():
+        curves.update(history, final=True)
+        if board is not None:
+            board.close()
+        # The final card, with the epochs and wall time of the whole run; only for a best checkpoint
+        # this run wrote or resumed, never for an earlier run's that it failed to improve on.
+        if best_replaced or (state is not None and best_path.exists()):
+            card_file = _write_card(config, history, best_path, model, loaders, device, keep_test=not best_replaced)
     dist.barrier()
-    return FitResult(model, history, best_path, last_path if config.save_last else None, history_path, best_dice)
+    return FitResult(model, history, best_path, last_path if config.save_last else None, history_path, best_dice,
+                     curves_file=curves.written, curves_skipped=curves.skipped, card_file=card_file)

@@ -1,12 +1,14 @@
-"""Score a trained checkpoint on a split of the dataset.
+"""Score a trained checkpoint on a split of the dataset (``petlib-eval``, or ``python -m petlib.inference``).
 
-    python -m petlib.inference --model unet --model_path saved_models/unet.pth --batch_size 64
+    petlib-eval --model unet --model_path saved_models/unet.pth --batch_size 64
 
 prints the test Dice and IoU (per image, averaged over all images), at the image size
 the model was trained at, and with the test-time augmentation it was validated with
 (horizontal-flip averaging when its config has ``tta``): test and validation scores are
 then the same kind of number. ``--tta on`` or ``--tta off`` overrides that, and every
-printed score says which it is.
+printed score says which it is. A test score is also recorded in the checkpoint's model card
+(``<name>_card.json`` and ``.md``, :func:`petlib.card.record_test_score`; ``--no_card`` leaves
+the card alone).
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import load_model
-from .cli import add_progress_flags, argument_parser, option, run_main, show_progress
+from .cli import Switch, add_progress_flags, argument_parser, option, run_main, show_progress
 from .config import TrainConfig
+from .console import prog
 from .data import DEFAULT_ROOT, MODES, OxfordPetSegmentation
 from .engine import autocast_dtype, evaluate, pick_device
 from .models import MODELS
@@ -157,7 +160,7 @@ def score_at_original_size(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argument_parser("python -m petlib.inference", __doc__)
+    parser = argument_parser(prog("petlib.inference"), __doc__)
     parser.add_argument("--model", choices=list(MODELS), default=None, help="architecture the checkpoint must hold (checked)")
     parser.add_argument(*option("model_path"), required=True, help="checkpoint file, e.g. saved_models/unet.pth")
     parser.add_argument(*option("data_path"), default=str(DEFAULT_ROOT), help="dataset root")
@@ -170,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(*option("original_size"), action="store_true",
                         help="also score against each image's full-resolution trimap")
     parser.add_argument("--device", default=None, help="default: CUDA, then MPS, then the CPU")
+    parser.add_argument(*option("card"), action=Switch, default=True,
+                        help="record a test score in the checkpoint's model card, <name>_card.json and .md "
+                             "(--no_card: leave the card alone)")
     add_progress_flags(parser)
     args = parser.parse_args(argv)
     model, checkpoint = load_model(args.model_path, expected_model=args.model)
@@ -189,6 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       tta=result["tta"], device=device)
         print(f"{args.mode} Dice {full['dice']:.4f} | {args.mode} IoU {full['iou']:.4f} "
               f"(at each image's original resolution, {how})")
+    if args.mode == "test" and args.card:
+        from .card import record_test_score
+
+        try:
+            card = record_test_score(args.model_path, result, data_path=args.data_path)
+        except OSError as err:  # a read-only folder: the score above stands, the card stays as it was
+            print(f"model card not updated: {err}")
+        else:
+            print(f"test score recorded in the model card: {card} and {card.with_suffix('.md').name}")
     return 0
 
 

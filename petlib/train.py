@@ -1,6 +1,6 @@
-"""Train a network from the command line.
+"""Train a network from the command line (``petlib-train``, or ``python -m petlib.train``).
 
-    python -m petlib.train --model unet --data_path dataset/oxford-iiit-pet \\
+    petlib-train --model unet --data_path dataset/oxford-iiit-pet \\
         --epochs 100 --batch_size 64 --learning_rate 2e-5 [--image_size 256] [--resume]
 
 Every field of :class:`petlib.config.TrainConfig` is a flag of the same name
@@ -12,6 +12,11 @@ DistributedDataParallel, ``--batch_size`` being the batch size of each process.
 
 Progress bars are shown when stderr is a terminal; redirected to a log file
 (``> train.log 2>&1``) it writes one line per epoch (``--progress`` forces the bars).
+
+Besides the checkpoints it writes the history (``<run_name>_history.csv``), its curves
+(``<run_name>_curves.png``, with matplotlib) and the best checkpoint's model card
+(``<run_name>_card.json`` and ``.md``), and prints where; ``--tensorboard DIR`` also logs
+each epoch to TensorBoard, in ``DIR/<run_name>``.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from typing import Any, Sequence
 from . import distributed as dist
 from .cli import Switch, add_progress_flags, argument_parser, option, optional, run_main, show_progress
 from .config import COMPILE_MODES, DEFAULT_LR, OPTIMIZERS, RECIPES, SCHEDULERS, SWITCH_VALUES, TrainConfig, recipe
+from .console import prog
 from .engine import fit
 from .losses import LOSSES
 from .models import MODELS
@@ -71,13 +77,16 @@ def _parse_json_dict(text: str) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argument_parser("python -m petlib.train", __doc__)
+    parser = argument_parser(prog("petlib.train"), __doc__)
     parser.add_argument("--recipe", choices=list(RECIPES), default="petlib",
                         help="starting settings, which the other flags override (the defaults below are petlib's)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from <out_dir>/<run_name>_last.pth if it exists")
     parser.add_argument("--pretrained", action="store_true",
                         help="ResNet34-UNet: start the encoder from torchvision's ImageNet weights (downloads them)")
+    parser.add_argument("--tensorboard", metavar="DIR", default=None,
+                        help="also log each epoch's losses, Dice, IoU and learning rate as TensorBoard scalars in "
+                             "DIR/<run_name> (needs: pip install tensorboard)")
     add_progress_flags(parser)
     hints = typing.get_type_hints(TrainConfig)
     defaults = TrainConfig()
@@ -129,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as err:  # a value out of range: a usage error, reported like argparse's own
         parser.error(str(err))
     try:
-        result = fit(config, resume=args.resume, progress=show_progress(args.progress))
+        result = fit(config, resume=args.resume, progress=show_progress(args.progress), tensorboard=args.tensorboard)
         main_process = dist.is_main()  # ask before the process group is torn down
     finally:
         dist.cleanup()
@@ -137,6 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"best validation Dice {result.best_dice:.4f}")
         last = f", {result.last_checkpoint} (last)" if result.last_checkpoint is not None else ""
         print(f"checkpoints: {result.best_checkpoint} (best){last}; history: {result.history_file}")
+        if result.curves_file is not None:
+            print(f"curves: {result.curves_file}")
+        else:
+            print(f"curves: skipped ({result.curves_skipped})")
+        if result.card_file is not None:
+            print(f"model card: {result.card_file} and {result.card_file.with_suffix('.md').name}")
     return 0
 
 
