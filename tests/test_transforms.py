@@ -1,4 +1,5 @@
 """Batch augmentation: shapes, masks stay binary and aligned with their images."""
+import pytest
 import torch
 
 from petlib.transforms import Augment
@@ -23,15 +24,30 @@ def test_identity_settings_change_nothing():
     assert torch.equal(out_masks, masks)
 
 
-def test_geometry_moves_image_and_mask_together():
-    # Encode the mask into the image: after augmentation (no colour change) the image's
-    # bright pixels must still be exactly where the mask is.
-    masks = torch.zeros(8, 1, 48, 48)
-    masks[:, :, 10:30, 5:25] = 1
+def blocks(n: int, size: int, block: int = 6, seed: int = 0) -> torch.Tensor:
+    """``(n, 1, size, size)`` random 0/1 masks made of ``block``-pixel squares: many edges and corners."""
+    coarse = (torch.rand(n, 1, size // block, size // block, generator=torch.Generator().manual_seed(seed)) > 0.5)
+    return coarse.float().repeat_interleave(block, 2).repeat_interleave(block, 3)
+
+
+@pytest.mark.parametrize("augment", [Augment(color_jitter=0),
+                                     Augment(scale=(0.5, 1.3), rotation=30.0, color_jitter=0)],
+                         ids=["defaults", "strong"])
+def test_geometry_moves_image_and_mask_together(augment):
+    # Encode the mask into the image: after augmentation (no colour change) each mask pixel must
+    # agree with the image at the same place. The image is sampled bilinearly and the mask from
+    # the nearest pixel, so where the two differ the image is a blend, and the nearest pixel
+    # weighs at least 1/4 of it: under a mask pixel of 1 the image is at least 0.25, under a 0
+    # at most 0.75. A mask shifted by one pixel puts a 1 where the image is near 0.
+    masks = blocks(16, 48)
     images = masks.expand(-1, 3, -1, -1).clone()
-    out_images, out_masks = Augment(color_jitter=0)(images, masks)
-    agree = ((out_images[:, :1] > 0.5).float() == out_masks).float().mean()
-    assert agree > 0.97  # bilinear vs nearest differ only on a one-pixel border
+    for seed in range(3):
+        out_images, out_masks = augment(images, masks, generator=torch.Generator().manual_seed(seed))
+        gray = out_images[:, :1]
+        assert gray[out_masks == 1].min() >= 0.25 - 1e-5
+        assert gray[out_masks == 0].max() <= 0.75 + 1e-5
+        assert ((gray > 0.5).float() == out_masks).float().mean() > 0.97  # and mostly they agree outright
+        assert (out_masks != masks).flatten(1).any(1).all()  # every sample was moved
 
 
 def test_samples_get_different_parameters_and_generator_reproduces():
