@@ -21,8 +21,9 @@ from petlib.checkpoint import load_checkpoint
 from petlib.config import TrainConfig
 from petlib.data import SAMPLE_ROOT
 
+# 5 images a split: the 5 validation images are shards of 3 and 2, not an even split.
 TRAIN_ARGS = ["--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--image_size", "32",
-              "--batch_size", "2", "--no-progress", "--device", "cpu"]
+              "--batch_size", "2", "--subset", "5", "--no-progress", "--device", "cpu"]
 
 
 def _torchrun(out_dir: Path, record_dir: Path, *extra: str, stop_after_epoch: int = 0) -> subprocess.CompletedProcess:
@@ -71,6 +72,78 @@ def test_process_group_backend_follows_the_device(monkeypatch, device, backend):
     assert calls.get("cuda_device") == (torch.device(device) if backend == "nccl" else None)
 
 
+# ----------------------------------------------------------------------------- validation shards
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+def test_evaluation_shards_hold_every_validation_image_once(monkeypatch, world_size):
+    # 5 images over 2, 3 or 4 processes: shards of unequal length, never padded.
+    import petlib.distributed as pdist
+    from petlib.engine import make_loaders
+
+    config = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=16, subset=5, batch_size=1, cache=True,
+                         num_workers=0, device="cpu")
+    monkeypatch.setattr(pdist, "world_size", lambda: world_size)
+    shards = []
+    for rank in range(world_size):
+        monkeypatch.setattr(pdist, "rank", lambda rank=rank: rank)
+        loader = make_loaders(config, torch.device("cpu"), modes=("valid",))["valid"]
+        shards.append([int(i) for batch in loader for i in batch["index"]])
+    assert sorted(i for shard in shards for i in shard) == list(range(5))
+    assert [len(shard) for shard in shards] == [len(range(rank, 5, world_size)) for rank in range(world_size)]
+
+
+class BrightIsPet(torch.nn.Module):
+    """A stub network with known logits: pet wherever the image is brighter than mid-grey (a
+    different Dice on every image, so that a missing or repeated image changes the mean)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return 40 * (images.mean(1, keepdim=True) - 0.5)
+
+
+def _validation_config() -> TrainConfig:
+    # Evaluation batches of 2: 5 images on 2 processes are shards of 3 (2 + 1) and 2.
+    return TrainConfig(data_path=str(SAMPLE_ROOT), image_size=16, subset=5, batch_size=1, cache=True, num_workers=0,
+                       device="cpu")
+
+
+def _evaluate_on_rank(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    """A process of a gloo group: evaluate its shard as fit does, and save what it got."""
+    import torch.distributed
+
+    from petlib.engine import evaluate, make_loaders
+    from petlib.losses import build_loss
+
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        loader = make_loaders(_validation_config(), torch.device("cpu"), modes=("valid",))["valid"]
+        result = evaluate(BrightIsPet(), loader, torch.device("cpu"), build_loss("bce"))
+        torch.save({"result": result, "indices": list(loader.sampler)}, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_validation_over_uneven_shards_is_the_one_process_score(tmp_path):
+    # A real two-process gloo group: each process scores its shard, the sums are reduced, and
+    # both must report the numbers one process gets on all 5 images.
+    import torch.multiprocessing as mp
+
+    from petlib.engine import evaluate, make_loaders
+    from petlib.losses import build_loss
+
+    mp.spawn(_evaluate_on_rank, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in (0, 1)]
+    loader = make_loaders(_validation_config(), torch.device("cpu"), modes=("valid",))["valid"]
+    single = evaluate(BrightIsPet(), loader, torch.device("cpu"), build_loss("bce"), per_image=True)
+    assert single["dice_per_image"].std() > 0.05  # images score differently: a miscount shows
+    assert [r["indices"] for r in ranks] == [[0, 2, 4], [1, 3]]
+    for r in ranks:
+        assert r["result"]["count"] == 5
+        for key in ("dice", "iou", "loss"):
+            assert r["result"][key] == pytest.approx(single[key], rel=1e-6), key
+
+
 def _records(record_dir: Path) -> list[dict]:
     return [torch.load(record_dir / f"rank{rank}.pt", weights_only=False) for rank in (0, 1)]
 
@@ -113,7 +186,7 @@ def test_two_processes_end_with_identical_weights_and_rank0_writes_once(two_epoc
 @pytest.mark.slow
 def test_validation_covers_every_image(two_epochs):
     """The logged validation loss and Dice are those of the final weights on *all* validation
-    images (one per rank here), as one process computes them."""
+    images (3 on rank 0, 2 on rank 1 here), as one process computes them."""
     from petlib.engine import evaluate, make_loaders
     from petlib.losses import build_loss
     from petlib.models import build_model
@@ -122,10 +195,10 @@ def test_validation_covers_every_image(two_epochs):
     state = _records(out / "records1")[0]["state"]
     model = build_model("resnet34_unet")
     model.load_state_dict(state)
-    config = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=32, batch_size=2, cache=True, num_workers=0)
+    config = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=32, batch_size=2, subset=5, cache=True, num_workers=0)
     loader = make_loaders(config, torch.device("cpu"), modes=("valid",))["valid"]
     single = evaluate(model, loader, torch.device("cpu"), build_loss(config.loss), tta=config.tta)
-    assert single["count"] == 2
+    assert single["count"] == 5
     logged = _history(out / "models")[-1]
     assert float(logged["val_loss"]) == pytest.approx(single["loss"], rel=1e-5)
     assert float(logged["val_dice"]) == pytest.approx(single["dice"], rel=1e-5, abs=1e-7)
