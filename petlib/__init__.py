@@ -8,8 +8,13 @@ the losses and a training engine they share. The usual entry points::
 Modules: :mod:`petlib.data` (dataset, download), :mod:`petlib.models`,
 :mod:`petlib.metrics`, :mod:`petlib.losses`, :mod:`petlib.transforms` (augmentation),
 :mod:`petlib.config` (settings and recipes), :mod:`petlib.engine` (training loop),
-:mod:`petlib.checkpoint`, :mod:`petlib.plotting`; command lines ``python -m petlib.train``,
-``petlib.inference``, ``petlib.predict``, ``petlib.data download`` and ``petlib.run``.
+:mod:`petlib.checkpoint`, :mod:`petlib.card` (model cards), :mod:`petlib.curves` (curves PNG,
+TensorBoard), :mod:`petlib.plotting`, :mod:`petlib.export` (ONNX, TorchScript).
+
+Commands (:mod:`petlib.console`): ``petlib-train``, ``petlib-eval``, ``petlib-predict``,
+``petlib-data download`` and ``petlib-export``, each also ``python -m petlib.train``,
+``petlib.inference``, ``petlib.predict``, ``petlib.data`` and ``petlib.export``; and
+``python -m petlib.run``.
 """
 from ._version import __version__
 from .checkpoint import load_checkpoint, load_model, save_checkpoint

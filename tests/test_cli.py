@@ -1,4 +1,5 @@
 """The command lines a user runs, end to end on the shipped sample (small sizes)."""
+import json
 import re
 import subprocess
 import sys
@@ -17,8 +18,8 @@ def run(*args: str, cwd=None) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A ResNet34-UNet trained for 2 epochs at 32 px on 16 images by `python -m petlib.train`."""
+def trained_run(tmp_path_factory):
+    """A ResNet34-UNet trained for 2 epochs at 32 px on 16 images by `python -m petlib.train`: (folder, stdout)."""
     out = tmp_path_factory.mktemp("models")
     stdout = run(
         "petlib.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--epochs", "2",
@@ -26,14 +27,26 @@ def trained(tmp_path_factory):
         "--subset", "16", "--no-progress",
     )
     assert "epoch   2/2" in stdout and "best validation Dice" in stdout
-    return out
+    return out, stdout
 
 
-def test_train_writes_checkpoints_history_and_config(trained):
+@pytest.fixture(scope="module")
+def trained(trained_run):
+    """The folder of :func:`trained_run`."""
+    return trained_run[0]
+
+
+def test_train_writes_checkpoints_history_config_curves_and_card(trained_run):
+    trained, stdout = trained_run
     names = sorted(p.name for p in trained.iterdir())
-    assert names == ["resnet34_unet.pth", "resnet34_unet_config.json", "resnet34_unet_history.csv",
+    assert names == ["resnet34_unet.pth", "resnet34_unet_card.json", "resnet34_unet_card.md",
+                     "resnet34_unet_config.json", "resnet34_unet_curves.png", "resnet34_unet_history.csv",
                      "resnet34_unet_last.pth"]
     assert len((trained / "resnet34_unet_history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    # It says where the curves and the card are.
+    assert f"curves: {trained / 'resnet34_unet_curves.png'}\n" in stdout
+    assert f"model card: {trained / 'resnet34_unet_card.json'} and resnet34_unet_card.md\n" in stdout
+    assert Image.open(trained / "resnet34_unet_curves.png").format == "PNG"
 
 
 def test_train_resume(trained, tmp_path):
@@ -59,8 +72,16 @@ def test_inference_prints_test_dice_as_validated(trained):
     assert re.search(r"on \d+ test images at 32px, with flip TTA, as validated:", stdout), stdout
     assert re.search(r"test Dice [01]\.\d+ \| test IoU [01]\.\d+ \(with flip TTA, as validated\)", stdout), stdout
     assert "(at each image's original resolution, with flip TTA, as validated)" in stdout
-    without = run(*command, "--tta", "off")
+    without = run(*command, "--tta", "off", "--no_card")
     assert "test IoU" in without and "(without TTA (validated with flip TTA))" in without
+    # The score as validated went into the model card; the one with --no_card did not.
+    card = trained / "resnet34_unet_card.json"
+    assert f"test score recorded in the model card: {card} and resnet34_unet_card.md" in stdout
+    assert "model card" not in without
+    dice = float(re.search(r"test Dice ([01]\.\d+)", stdout).group(1))
+    [entry] = json.loads(card.read_text())["test"]
+    assert round(entry["dice"], 4) == dice and entry["images"] == 60 and entry["tta"] is True
+    assert entry["data_path"] == str(SAMPLE_ROOT) and "32x32 px" in entry["policy"]
 
 
 def test_inference_refuses_the_wrong_architecture(trained):
@@ -97,11 +118,144 @@ def test_predict_names_a_missing_image(trained, tmp_path):
     assert result.returncode != 0 and "nope.jpg" in result.stderr
 
 
+def sample_photos(folder, count: int) -> list:
+    """``count`` of the sample's test photos copied into ``folder``."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [entry.name for entry in read_split(SAMPLE_ROOT, "test")[:count]]
+    return [shutil.copy(SAMPLE_ROOT / "images" / f"{name}.jpg", folder / f"{name}.jpg") for name in names]
+
+
+def test_predict_a_folder_with_a_broken_file_writes_the_rest_and_names_it(trained, tmp_path, capsys):
+    from pathlib import Path
+
+    from petlib.predict import main
+
+    photos = [Path(p) for p in sample_photos(tmp_path / "photos", 3)]
+    Image.open(photos[2]).convert("RGB").resize((61, 47)).save(tmp_path / "photos" / "small.png")  # another format
+    photos[2].unlink()
+    photos[2] = tmp_path / "photos" / "small.png"
+    (tmp_path / "photos" / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    (tmp_path / "photos" / "notes.txt").write_text("not a photo, and not named as one")
+    out = tmp_path / "masks"
+    status = main([str(tmp_path / "photos"), "--model_path", str(trained / "resnet34_unet.pth"), "--out_dir", str(out),
+                   "--batch_size", "2", "--threshold", "0.4", "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert status == 1  # something was skipped
+    assert captured.err.count("skipped") == 1 and "broken.jpg" in captured.err
+    lines = captured.out.strip().splitlines()
+    assert lines[0].startswith("4 photo(s) -> ") and "threshold 0.4" in lines[0] and "on cpu" in lines[0]
+    assert len(lines) == 1 + 3 + 1  # header, one line per photo written, summary
+    assert lines[-1].startswith("done: 3 of 4 photo(s) segmented") and lines[-1].endswith(f"skipped 1 unreadable: "
+                                                                                           f"{tmp_path / 'photos' / 'broken.jpg'}")
+    for photo in photos:
+        line = next(line for line in lines if line.startswith(f"{photo} ("))
+        assert "% pet -> " in line
+        mask = Image.open(out / f"{photo.stem}_mask.png")
+        assert mask.mode == "L" and mask.size == Image.open(out / f"{photo.stem}_overlay.png").size == Image.open(photo).size
+        assert set(np.unique(np.asarray(mask)).tolist()) <= {0, 255}
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stem}_{kind}.png" for p in photos
+                                                          for kind in ("mask", "overlay"))
+    # Masks written beside the photos are never read back as photos by a second run.
+    for _ in range(2):
+        assert main([str(tmp_path / "photos"), "--model_path", str(trained / "resnet34_unet.pth"),
+                     "--out_dir", str(tmp_path / "photos"), "--no_overlay"]) == 1
+        assert capsys.readouterr().out.startswith("4 photo(s)")
+
+
+def test_predict_takes_patterns_keeps_equal_stems_apart_and_thresholds(trained, tmp_path, capsys):
+    from petlib.predict import main
+
+    for folder in ("a", "b"):
+        sample_photos(tmp_path / folder, 1)
+    name = read_split(SAMPLE_ROOT, "test")[0].name
+    out = tmp_path / "masks"
+    common = ["--model_path", str(trained / "resnet34_unet.pth"), "--no_overlay", "--tta", "off"]
+    # The pattern as the user quoted it (no shell here): petlib expands it.
+    assert main([str(tmp_path / "*" / f"{name}.jpg"), "--out_dir", str(out / "low"), "--threshold", "0.05", *common]) == 0
+    assert main([str(tmp_path / "a" / f"{name}.jpg"), "--out_dir", str(out / "high"), "--threshold", "0.95", *common]) == 0
+    assert "without TTA (validated with flip TTA)" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "low").iterdir()) == [f"{name}_2_mask.png", f"{name}_mask.png"]
+    low = np.asarray(Image.open(out / "low" / f"{name}_mask.png")) > 0
+    high = np.asarray(Image.open(out / "high" / f"{name}_mask.png")) > 0
+    assert (high <= low).all() and low.sum() > high.sum()  # a higher threshold marks fewer pixels pet
+
+
+def test_predict_follows_the_photos_exif_orientation(trained, tmp_path, capsys):
+    from petlib.predict import main
+
+    name = read_split(SAMPLE_ROOT, "test")[0].name
+    photo = Image.open(SAMPLE_ROOT / "images" / f"{name}.jpg").convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers rotate it 90 degrees clockwise
+    photo.save(tmp_path / "phone.jpg", exif=exif)
+    assert main([str(tmp_path / "phone.jpg"), "--model_path", str(trained / "resnet34_unet.pth"),
+                 "--out_dir", str(tmp_path / "out")]) == 0
+    width, height = photo.size
+    assert Image.open(tmp_path / "out" / "phone_mask.png").size == (height, width)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--threshold", "1.5"], "not a probability strictly between 0 and 1"),
+    (["--batch_size", "0"], "0 is not a positive number"),
+    (["--device", "gpu"], "not a torch device: 'gpu'"),
+])
+def test_predict_refuses_bad_values_before_loading_anything(tmp_path, capsys, flags, message):
+    from petlib.predict import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path), "--model_path", str(tmp_path / "none.pth"), "--out_dir", str(tmp_path), *flags])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_predict_refuses_a_cuda_device_where_there_is_none(tmp_path, capsys):
+    import torch
+
+    from petlib.predict import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path), "--model_path", "x.pth", "--out_dir", str(tmp_path), "--device", "cuda"])
+    assert exit_.value.code == 2 and "no CUDA device" in capsys.readouterr().err
+
+
 def test_main_job_runs_both_networks_quickly(tmp_path):
     stdout = run("petlib.run", "--quick", "--epochs", "1", "--image_size", "32", cwd=tmp_path)
-    assert "shipped sample" in stdout
+    assert "embedded sample" in stdout
     lines = [line for line in stdout.splitlines() if line.startswith(("unet ", "resnet34_unet "))]
     assert [line.split()[0] for line in lines] == ["unet", "resnet34_unet"]
+
+
+# ----------------------------------------------------------------------------- console commands
+
+
+def test_console_commands_are_installed_for_each_module():
+    from importlib.metadata import entry_points
+
+    from petlib.console import COMMANDS
+
+    installed = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name.startswith("petlib-")}
+    assert set(installed) == set(COMMANDS) == {"petlib-train", "petlib-eval", "petlib-predict", "petlib-data",
+                                               "petlib-export"}, "reinstall: pip install -e '.[dev]'"
+    for name, target in installed.items():
+        module, function = target.split(":")
+        assert module == "petlib.console" and callable(getattr(__import__(module, fromlist=[function]), function))
+
+
+@pytest.mark.parametrize("command, module", [("petlib-eval", "petlib.inference"), ("petlib-export", "petlib.export")])
+def test_a_console_command_runs_and_names_itself(command, module):
+    import shutil
+    from pathlib import Path
+
+    script = shutil.which(command, path=str(Path(sys.executable).parent)) or shutil.which(command)
+    if script is None:
+        pytest.skip(f"{command} is not on the PATH (pip install -e .)")
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and result.stdout.startswith(f"usage: {command} "), result.stderr
+    as_module = run(module, "--help")
+    assert as_module.startswith(f"usage: python -m {module} ")
 
 
 # ----------------------------------------------------------------------------- choices and values
