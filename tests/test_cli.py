@@ -132,10 +132,10 @@ def test_predict_a_folder_with_a_broken_file_writes_the_rest_and_names_it(traine
 
     from petlib.predict import main
 
-    photos = [Path(p) for p in sample_photos(tmp_path / "photos", 3)]
-    Image.open(photos[2]).convert("RGB").resize((61, 47)).save(tmp_path / "photos" / "small.png")  # another format
-    photos[2].unlink()
-    photos[2] = tmp_path / "photos" / "small.png"
+    photos = [Path(p) for p in sample_photos(tmp_path / "photos", 2)]
+    small = tmp_path / "photos" / "small.png"  # another format and an odd size
+    Image.open(photos[0]).convert("RGB").resize((61, 47)).save(small)
+    photos.append(small)
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
     (tmp_path / "photos" / "notes.txt").write_text("not a photo, and not named as one")
     out = tmp_path / "masks"
