@@ -21,9 +21,9 @@ in its ``metadata_props`` (key ``petlib``), the TorchScript file in ``petlib.jso
     model = torch.jit.load("resnet34_unet.torchscript.pt")
     logits = model(images)
 
-ONNX needs ``pip install 'petlib[export]'`` (onnx and onnxscript, torch.onnx's exporter, and
-onnxruntime to check and run it). TorchScript needs nothing more, and loads in C++ (libtorch)
-too, but ``torch.jit`` is deprecated by PyTorch; ``torch.export`` cannot yet write these networks
+ONNX needs torch 2.5 or later and ``pip install 'petlib[export]'`` (onnx and onnxscript, torch.onnx's
+exporter, and onnxruntime to check and run it). TorchScript needs nothing more, and loads in C++
+(libtorch) too, but ``torch.jit`` is deprecated by PyTorch; ``torch.export`` cannot yet write these networks
 for every size (it specialises the padding to a multiple of 16 or 32 on whether any is needed),
 so ONNX is the format to prefer.
 """
@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import inspect
 import io
 import json
 import os
@@ -114,9 +115,12 @@ def export_onnx(model: nn.Module, path: str | Path, *, tta: bool = False, metada
     ``images`` ``(batch, 3, height, width)``, output ``logits`` ``(batch, 1, height, width)``.
 
     Raises:
-        MissingPackageError: onnx or onnxscript is not installed.
+        MissingPackageError: onnx or onnxscript is not installed, or torch is older than 2.5.
     """
     _require("onnx", "onnxscript", purpose="ONNX export")
+    if "dynamo" not in inspect.signature(torch.onnx.export).parameters:
+        raise MissingPackageError(f"ONNX export needs torch 2.5 or later (torch.onnx.export(dynamo=True)); this is "
+                                  f"torch {torch.__version__}. Upgrade torch, or use --format torchscript")
     module = ExportedSegmenter(model.cpu(), tta).eval()
     dim = torch.export.Dim
     example = torch.rand(EXAMPLE_SHAPE, generator=torch.Generator().manual_seed(0))
