@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .card import record_test_score
 from .config import SAMPLE_SETTINGS, TrainConfig, sample_config
 from .data import DEFAULT_ROOT, SAMPLE_ROOT
 from .engine import fit
@@ -105,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = fit(config, progress=sys.stderr.isatty())
         test = evaluate_checkpoint(run.best_checkpoint, config.data_path, "test", tta=config.tta,
                                    batch_size=2 * config.batch_size, device=config.device, per_image=True)
+        record_test_score(run.best_checkpoint, test, data_path=config.data_path)  # into the model card
         results[config.model] = {**test, "val_dice": run.best_dice, "minutes": (time.perf_counter() - start) / 60,
                                  "checkpoint": run.best_checkpoint, "config": config}
 
@@ -121,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nValidation and test are scored alike (flip TTA as listed). Minutes: training, validation and the test "
           "pass of each network.")
     for name, r in results.items():
-        print(f"{name}: {r['checkpoint']} (history: {Path(r['checkpoint']).with_name(name + '_history.csv')})")
+        checkpoint = Path(r["checkpoint"])
+        print(f"{name}: {checkpoint} (curves: {checkpoint.with_name(name + '_curves.png').name}, "
+              f"model card: {checkpoint.with_name(name + '_card.md').name})")
     record = write_record(results, Path(configs[0].out_dir) / "run_results.json")
     print(f"Every number above, with the configs and per-image test scores: {record}")
     return 0

@@ -178,7 +178,8 @@ def test_two_processes_end_with_identical_weights_and_rank0_writes_once(two_epoc
     names = [Path(p).name for p in rank0["saved"]]
     assert rank1["saved"] == [] and names.count("resnet34_unet_last.pth") == 2 and "resnet34_unet.pth" in names
     assert sorted(p.name for p in (out / "models").iterdir()) == [
-        "resnet34_unet.pth", "resnet34_unet_config.json", "resnet34_unet_history.csv", "resnet34_unet_last.pth"]
+        "resnet34_unet.pth", "resnet34_unet_card.json", "resnet34_unet_card.md", "resnet34_unet_config.json",
+        "resnet34_unet_curves.png", "resnet34_unet_history.csv", "resnet34_unet_last.pth"]
     assert result.stdout.count("epoch   2/2") == 1 and "2 process(es), batch 2 per process" in result.stdout
     print(f"torchrun, 2 processes, 2 epochs: {seconds:.1f} s")
 

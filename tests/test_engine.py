@@ -67,7 +67,8 @@ def test_fit_without_save_last_writes_no_resume_point(tmp_path):
     result = fit(tiny_config(tmp_path, epochs=1, save_last=False), progress=False, log=None)
     assert result.last_checkpoint is None and result.best_checkpoint.is_file()
     assert sorted(p.name for p in out.iterdir()) == [
-        "resnet34_unet.pth", "resnet34_unet_config.json", "resnet34_unet_history.csv"]
+        "resnet34_unet.pth", "resnet34_unet_card.json", "resnet34_unet_card.md", "resnet34_unet_config.json",
+        "resnet34_unet_curves.png", "resnet34_unet_history.csv"]
     with pytest.raises(ValueError, match="save_last"):
         fit(tiny_config(tmp_path, save_last=False), resume=True, progress=False, log=None)
 
