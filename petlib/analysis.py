@@ -59,7 +59,7 @@ from .data import (
     trimap_to_mask,
 )
 from .engine import pick_device, read_history
-from .inference import evaluate_checkpoint
+from .inference import evaluate_model
 from .models import count_parameters
 from .predict import predict_mask
 
@@ -481,10 +481,10 @@ def score_checkpoint(
     split-file order so that two models' scores line up image by image.
     """
     torch_device = pick_device(device)
-    result = evaluate_checkpoint(run.checkpoint_path, data_path, mode, batch_size=batch_size,
-                                 device=str(torch_device), per_image=True)
+    model, checkpoint = load_model(run.checkpoint_path)
+    result = evaluate_model(model, checkpoint, data_path, mode, batch_size=batch_size, device=str(torch_device),
+                            per_image=True)  # flip TTA as validated; moves the model to the device
     order = torch.argsort(result["indices"])
-    model = load_model(run.checkpoint_path)[0].to(torch_device)  # evaluate_checkpoint returns metrics only
     seconds = time_inference(model, run.config.image_size, batch_size=min(batch_size, 8),
                              repeats=time_repeats, device=torch_device)
     return ModelResult(

@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 __all__ = [
     "option", "Switch", "HelpFormatter", "argument_parser", "add_progress_flags", "show_progress",
-    "stderr_is_interactive", "optional", "run_main", "DEBUG_ENV",
+    "stderr_is_interactive", "optional", "run_main", "DEBUG_ENV", "add_tta_flag", "tta_choice",
 ]
 
 #: Environment variable that makes :func:`run_main` show tracebacks (``PETLIB_DEBUG=1``).
@@ -139,6 +139,17 @@ def add_progress_flags(parser: argparse.ArgumentParser) -> None:
 def show_progress(choice: bool | None) -> bool:
     """The ``--progress`` choice, or, when none was made, whether stderr is interactive."""
     return stderr_is_interactive() if choice is None else choice
+
+
+def add_tta_flag(parser: argparse.ArgumentParser, help: str = "average with the horizontally flipped prediction") -> None:
+    """``--tta on|off``; neither: as the checkpoint was validated. A bare ``--tta`` (the old spelling) means on."""
+    parser.add_argument("--tta", choices=["on", "off"], nargs="?", const="on", default=None,
+                        help=f"{help} (default: as the checkpoint was validated)")
+
+
+def tta_choice(value: str | None) -> bool | None:
+    """``--tta``'s value as ``evaluate_checkpoint`` and friends take it: True, False, or None (as validated)."""
+    return None if value is None else value == "on"
 
 
 # --------------------------------------------------------------------------- errors

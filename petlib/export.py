@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from ._version import __version__
 from .checkpoint import load_model
-from .cli import Switch, argument_parser, option, run_main
+from .cli import Switch, add_tta_flag, argument_parser, option, run_main, tta_choice
 from .config import TrainConfig
 from .console import prog
 from .engine import predict_logits
@@ -233,8 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=FORMATS, default="onnx", help="what to write")
     parser.add_argument("--output", default=None,
                         help="file to write (default: beside the checkpoint, <name>.onnx or <name>.torchscript.pt)")
-    parser.add_argument("--tta", choices=["on", "off"], default=None,
-                        help="put the flip averaging inside the exported model (default: as the checkpoint was validated)")
+    add_tta_flag(parser, "put the flip averaging inside the exported model")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: torch's)")
     parser.add_argument(*option("check"), action=Switch, default=True,
                         help="run the exported file on two image sizes and compare with PyTorch (--no_check: skip)")
@@ -246,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         path, model, metadata = export_checkpoint(args.model_path, args.format, args.output,
-                                                  tta=None if args.tta is None else args.tta == "on", opset=args.opset)
+                                                  tta=tta_choice(args.tta), opset=args.opset)
     except MissingPackageError as err:
         parser.exit(1, f"error: {err}\n")
     size = metadata["image_size"]

@@ -20,7 +20,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import load_model
-from .cli import Switch, add_progress_flags, argument_parser, option, run_main, show_progress
+from .cli import (
+    Switch, add_progress_flags, add_tta_flag, argument_parser, option, run_main, show_progress, tta_choice,
+)
 from .config import TrainConfig
 from .console import prog
 from .data import DEFAULT_ROOT, MODES, OxfordPetSegmentation
@@ -167,9 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mode", default="test", choices=list(MODES), help="split to score")
     parser.add_argument(*option("batch_size"), type=int, default=32)
     parser.add_argument(*option("image_size"), type=int, default=None, help="default: the training size")
-    # nargs="?": a bare --tta, from when this took no value, still means on.
-    parser.add_argument("--tta", choices=["on", "off"], nargs="?", const="on", default=None,
-                        help="average with horizontally flipped predictions (default: as the checkpoint was validated)")
+    add_tta_flag(parser, "average with horizontally flipped predictions")
     parser.add_argument(*option("original_size"), action="store_true",
                         help="also score against each image's full-resolution trimap")
     parser.add_argument("--device", default=None, help="default: CUDA, then MPS, then the CPU")
@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model, checkpoint = load_model(args.model_path, expected_model=args.model)
     result = evaluate_model(
         model, checkpoint, args.data_path, args.mode, batch_size=args.batch_size, image_size=args.image_size,
-        tta=None if args.tta is None else args.tta == "on", device=args.device, progress=show_progress(args.progress),
+        tta=tta_choice(args.tta), device=args.device, progress=show_progress(args.progress),
     )
     how = describe_tta(result["tta"], result["validated_tta"])
     print(

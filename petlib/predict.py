@@ -31,7 +31,7 @@ from PIL import Image, ImageOps
 from torch import nn
 
 from .checkpoint import load_model
-from .cli import Switch, argument_parser, option, run_main
+from .cli import Switch, add_tta_flag, argument_parser, option, run_main, tta_choice
 from .config import TrainConfig
 from .console import prog
 from .data import read_image
@@ -263,9 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(*option("out_dir", "--out"), required=True, help="folder for the masks and overlays")
     parser.add_argument("--threshold", type=_probability, default=0.5,
                         help="pet probability above which a pixel is pet (default: 0.5, as the Dice is scored)")
-    # nargs="?": a bare --tta, from when this took no value, still means on.
-    parser.add_argument("--tta", choices=["on", "off"], nargs="?", const="on", default=None,
-                        help="average with the flipped prediction (default: as the checkpoint was validated)")
+    add_tta_flag(parser)
     parser.add_argument(*option("batch_size"), type=_positive_int, default=8, help="photos per forward pass")
     parser.add_argument(*option("image_size"), type=_positive_int, default=None, help="default: the training size")
     parser.add_argument("--device", type=_device, default=None, help="default: CUDA, then MPS, then the CPU")
@@ -288,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.to(device)
     size = args.image_size or TrainConfig.from_dict(checkpoint.get("config", {})).image_size
     validated = validated_tta(checkpoint)
-    tta = validated if args.tta is None else args.tta == "on"
+    chosen = tta_choice(args.tta)
+    tta = validated if chosen is None else chosen
     out.mkdir(parents=True, exist_ok=True)
     print(f"{len(paths)} photo(s) -> {out}/ | {checkpoint['model_name']} at {size}px on {device}, "
           f"{describe_tta(tta, validated)}, threshold {args.threshold:g}")
