@@ -62,10 +62,16 @@ class TrainConfig:
     optimizer: str = "adamw"  # one of OPTIMIZERS
     weight_decay: float = 1e-4
     scheduler: str = "onecycle"  # one of SCHEDULERS
-    warmup_epochs: float = 1.0  # for "cosine"; "onecycle" warms up for pct_start of the run
+    # "onecycle" warms up for warmup_fraction of the run (at least warmup_epochs, at most half);
+    # "cosine" for warmup_epochs.
+    warmup_fraction: float = 0.3
+    warmup_epochs: float = 1.0
     min_lr: float = 1e-5  # final learning rate of "cosine"
     grad_clip: float | None = 1.0  # max gradient norm; None disables
     loss: str = "bce+dice"  # one of petlib.losses.LOSSES: "bce" (the lab's), "dice", "bce+dice", ...
+    # Leave the trimap's border band (class 3, the outline between pet and background) out of the
+    # training loss; it is still scored as pet.
+    ignore_border: bool = False
     augment: bool = True
     # Augmentation strength, petlib.transforms.Augment.from_config(config): the random crop keeps
     # at least crop_scale_min of the image's area; rotation in degrees; colour jitter factor range.
@@ -133,6 +139,7 @@ class TrainConfig:
         _check_int("num_workers", self.num_workers, 0, optional=True)
         _check_number("lr", self.lr, 0, low_open=True, optional=True)
         _check_number("weight_decay", self.weight_decay, 0)
+        _check_number("warmup_fraction", self.warmup_fraction, 0, high=0.5)
         _check_number("warmup_epochs", self.warmup_epochs, 0)
         _check_number("min_lr", self.min_lr, 0)
         _check_number("grad_clip", self.grad_clip, 0, low_open=True, optional=True)

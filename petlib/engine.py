@@ -234,6 +234,7 @@ def train_one_epoch(
     amp_dtype: torch.dtype | None = None,
     grad_clip: float | None = None,
     channels_last: bool = False,
+    ignore_border: bool = False,
     progress: bool = True,
     description: str = "train",
 ) -> float:
@@ -243,7 +244,8 @@ def train_one_epoch(
     autocast, (4) backward (scaled for fp16), (5) clip the gradient norm, (6) step the
     optimiser and the per-step schedule. The running loss stays on the device; it is
     read back once per epoch (and every 20 steps for the progress bar) because reading a
-    GPU number forces the host to wait for the GPU.
+    GPU number forces the host to wait for the GPU. With ``ignore_border`` the loss leaves
+    out the trimap's border pixels (``loss_fn(logits, masks, weight)``).
     """
     model.train()
     total = torch.zeros((), device=device)
@@ -251,11 +253,14 @@ def train_one_epoch(
     bar = tqdm(loader, desc=description, leave=False, disable=not (progress and dist.is_main()))
     for batch in bar:
         images, masks = _to_device(batch, device, channels_last)  # (N,3,S,S), (N,1,S,S)
+        if ignore_border:  # a second mask plane, 1 where the pixel counts: warped with the mask
+            keep = batch["trimap"].to(device, non_blocking=True) != 3
+            masks = torch.cat([masks, keep.to(masks.dtype)], 1)  # (N,2,S,S)
         if augment is not None:
             images, masks = augment(images, masks)
         with _autocast(device, amp_dtype):
             logits = model(images)  # (N,1,S,S)
-            loss = loss_fn(logits, masks)
+            loss = loss_fn(logits, masks[:, :1], masks[:, 1:]) if ignore_border else loss_fn(logits, masks)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -404,9 +409,9 @@ def _build_scheduler(
     if config.scheduler == "none":
         return None
     if config.scheduler == "onecycle":
-        # Warm up over the first 30% (or warmup_epochs, if longer), then cosine
+        # Warm up over warmup_fraction of the run (or warmup_epochs, if longer), then cosine
         # annealing to lr / 1e4.
-        pct = min(0.5, max(0.3, config.warmup_epochs / max(config.epochs, 1)))
+        pct = min(0.5, max(config.warmup_fraction, config.warmup_epochs / max(config.epochs, 1)))
         # OneCycleLR divides by its warm-up length in steps (pct * total - 1): a run of a handful
         # of steps (a quick check) must plan for a few more than it takes, or that length is 0.
         return torch.optim.lr_scheduler.OneCycleLR(
@@ -629,7 +634,8 @@ def fit(
         train_loss = train_one_epoch(
             train_model, loaders["train"], optimizer, loss_fn, device,
             scheduler=scheduler, augment=augment, scaler=scaler, amp_dtype=amp_dtype,
-            grad_clip=config.grad_clip, channels_last=channels_last, progress=progress,
+            grad_clip=config.grad_clip, channels_last=channels_last, ignore_border=config.ignore_border,
+            progress=progress,
             description=f"epoch {epoch}/{config.epochs}",
         )
         # DDP keeps the weights equal but each process updated its own BatchNorm statistics:

@@ -2,7 +2,9 @@
 batch as segmentation_models_pytorch computes it), and their sum.
 
 All take ``logits`` ``(N, 1, H, W)`` and ``masks`` ``(N, 1, H, W)`` with values 0/1 and
-return a scalar. They are computed in float32 even under autocast, because the sums
+return a scalar. An optional ``weight`` ``(N, 1, H, W)`` of 0/1 leaves the pixels where it is 0
+out of the loss altogether: that is how training ignores the trimap's border band, the
+hand-drawn outline whose pixels are half pet, half background (``TrainConfig.ignore_border``). They are computed in float32 even under autocast, because the sums
 over many pixels in a soft Dice lose precision in half floats.
 """
 from __future__ import annotations
@@ -45,9 +47,12 @@ class SoftDiceLoss(nn.Module):
         self.pooled = pooled
         self.eps = eps if eps is not None else (1e-7 if pooled else 1.0)
 
-    def forward(self, logits: Tensor, masks: Tensor) -> Tensor:
+    def forward(self, logits: Tensor, masks: Tensor, weight: Tensor | None = None) -> Tensor:
         probs = torch.sigmoid(logits.float()).flatten(1)  # (N, H*W)
         masks = masks.float().flatten(1)  # (N, H*W)
+        if weight is not None:  # ignored pixels add to neither the overlap nor the sizes
+            weight = weight.float().flatten(1)
+            probs, masks = probs * weight, masks * weight
         if self.pooled:
             inter, total = (probs * masks).sum(), probs.sum() + masks.sum()
             dice = inter / (total / 2).clamp_min(self.eps)
@@ -71,16 +76,25 @@ class BCEDiceLoss(nn.Module):
         self.dice_weight = dice_weight
         self.dice = SoftDiceLoss(pooled=pooled)
 
-    def forward(self, logits: Tensor, masks: Tensor) -> Tensor:
-        bce = F.binary_cross_entropy_with_logits(logits.float(), masks.float())
-        return self.bce_weight * bce + self.dice_weight * self.dice(logits, masks)
+    def forward(self, logits: Tensor, masks: Tensor, weight: Tensor | None = None) -> Tensor:
+        bce = _bce(logits, masks, weight)
+        return self.bce_weight * bce + self.dice_weight * self.dice(logits, masks, weight)
 
 
-class _BCEWithLogits(nn.BCEWithLogitsLoss):
+def _bce(logits: Tensor, masks: Tensor, weight: Tensor | None) -> Tensor:
+    """Mean BCE-with-logits over the pixels whose ``weight`` is 1 (all of them without one)."""
+    if weight is None:
+        return F.binary_cross_entropy_with_logits(logits.float(), masks.float())
+    weight = weight.float()
+    per_pixel = F.binary_cross_entropy_with_logits(logits.float(), masks.float(), reduction="none")
+    return (per_pixel * weight).sum() / weight.sum().clamp_min(1)
+
+
+class _BCEWithLogits(nn.Module):
     """The lab's loss: mean BCE-with-logits over all pixels, in float32."""
 
-    def forward(self, logits: Tensor, masks: Tensor) -> Tensor:
-        return super().forward(logits.float(), masks.float())
+    def forward(self, logits: Tensor, masks: Tensor, weight: Tensor | None = None) -> Tensor:
+        return _bce(logits, masks, weight)
 
 
 #: Loss name -> constructor, as spelled in configs and on the command line.
