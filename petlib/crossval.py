@@ -32,7 +32,7 @@ from .config import TrainConfig
 from .data import read_split
 
 __all__ = [
-    "CANDIDATES", "parse_candidate", "fold_root", "run_fold", "load_records", "Summary", "summarise",
+    "CANDIDATES", "parse_candidate", "parse_value", "fold_root", "run_fold", "load_records", "Summary", "summarise",
     "format_summary",
 ]
 
@@ -72,11 +72,18 @@ def parse_candidate(text: str) -> tuple[str, dict[str, Any]]:
         key, eq, value = item.partition("=")
         if not eq or key not in fields:
             raise ValueError(f"candidate {text!r}: {item!r} is not FIELD=VALUE with a TrainConfig field")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
+        overrides[key] = parse_value(value)
     return name, overrides
+
+
+def parse_value(text: str) -> Any:
+    """A FIELD=VALUE value: JSON (``0.56``, ``true``, ``null``), ``None``/empty as None, else the word itself."""
+    if text in ("", "None"):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def fold_root(data_path: str | Path, folds: int, fold: int, out_dir: str | Path) -> Path:

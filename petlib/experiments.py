@@ -41,7 +41,7 @@ import torch
 from .checkpoint import load_model
 from .cli import add_progress_flags, argument_parser, option, run_main, show_progress
 from .config import RECIPES, TrainConfig, recipe
-from .crossval import CANDIDATES, format_summary, load_records, parse_candidate, run_fold, summarise
+from .crossval import CANDIDATES, format_summary, load_records, parse_candidate, parse_value, run_fold, summarise
 from .data import SAMPLE_ROOT
 from .engine import evaluate, fit, make_loaders, pick_device, seed_everything
 from .inference import score_at_original_size
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {}
     for item in getattr(args, "set", []):
         key, _, value = item.partition("=")
-        overrides[key] = json.loads(value) if value not in ("", "None") else None
+        overrides[key] = parse_value(value)
     if args.command == "cv":
         return cross_validate_command(args, overrides)
     if args.command == "compare-recipes":
