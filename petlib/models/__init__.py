@@ -15,7 +15,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from torch import nn
 
@@ -28,6 +29,7 @@ __all__ = [
     "MODELS",
     "build_model",
     "count_parameters",
+    "eval_mode",
     "shape_trace",
     "format_trace",
     "StageShape",
@@ -59,3 +61,18 @@ def build_model(name: str, **kwargs) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (``requires_grad``) in ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the ``with`` block, then back in the mode it was in.
+
+    For predicting or timing in the middle of training: unlike a bare ``model.eval()`` ...
+    ``model.train()``, it leaves a model that was in eval mode in eval mode.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
