@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from petlib import bench
+from petlib.bench import harness
 from petlib.config import TrainConfig
 
 
@@ -29,7 +30,7 @@ def test_quick_run_prints_every_table_with_ratios(tmp_path, capsys):
 
 
 def test_without_smp_the_peer_row_says_how_to_install_it(monkeypatch, capsys):
-    monkeypatch.setattr(bench, "smp_available", lambda: False)
+    monkeypatch.setattr(harness, "smp_available", lambda: False)
     bench.main(["--quick", "--models", "resnet34_unet", "--sections", "networks"])
     printed = capsys.readouterr().out
     assert "| resnet34_unet | 32 | petlib |" in printed and "not installed" in printed
@@ -141,7 +142,7 @@ def test_measure_builds_each_setting_afresh_for_every_repeat(monkeypatch, fresh,
         def infer(self, steps):
             return 0.005 * steps
 
-    monkeypatch.setattr(bench, "_Runner", FakeRunner)
+    monkeypatch.setattr(harness, "Runner", FakeRunner)
     candidates = [bench.Candidate("a", "unet"), bench.Candidate("b", "unet")]
     speeds = bench.measure(candidates, torch.device("cpu"), 32, 2, 3, TrainConfig(), seconds=0.05, fresh=fresh)
     assert built.count("a") == built.count("b") == builds

@@ -1,0 +1,116 @@
+"""The command line, ``python -m petlib.bench``: runs the sections asked for and prints the report
+(see :mod:`petlib.bench` for what each section measures)."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import petlib.bench
+
+from ..cli import Switch, argument_parser, option
+from ..config import TrainConfig
+from ..data import SAMPLE_ROOT
+from ..engine import pick_device
+from ..models import MODELS
+from .epoch import section_epoch
+from .flops import count_flops
+from .harness import PEER_MODEL, petlib_candidate, smp_available
+from .loader import section_loader
+from .networks import section_compile, section_networks, section_options, section_peak
+from .settings import Settings
+
+__all__ = ["build_parser", "main"]
+
+
+def _header(s: Settings, argv: Sequence[str]) -> str:
+    if s.device.type == "cuda":
+        name = torch.cuda.get_device_name(s.device)
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+        except (OSError, StopIteration):
+            pass
+    versions = f"torch {torch.__version__}"
+    if smp_available():
+        import segmentation_models_pytorch as smp
+
+        versions += f", segmentation_models_pytorch {smp.__version__}"
+    return (
+        f"# petlib benchmark, {datetime.date.today().isoformat()}\n\n"
+        f"`python -m petlib.bench {' '.join(argv)}`\n\n"
+        f"Device: {s.device} ({name}); {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads; "
+        f"{versions}. Figures are medians of {s.repeats} repeat(s), ours and the peer alternating.\n"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser("python -m petlib.bench", petlib.bench.__doc__)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--sizes", nargs="+", type=int, default=[128, 256], help="image sizes (px)")
+    parser.add_argument(*option("batch_size"), type=int, default=8, help="training batch (inference: twice this)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; figures are medians")
+    parser.add_argument("--seconds", type=float, default=1.0, help="about how long one repeat of one row runs")
+    parser.add_argument("--device", default=None, help="default: CUDA, then MPS, then the CPU")
+    parser.add_argument(*option("skip_peer"), action="store_true", help="time petlib only")
+    parser.add_argument("--compile", action="store_true",
+                        help="add the torch.compile section (minutes of compiling on a CPU); same as --sections ... compile")
+    parser.add_argument("--memory", action=Switch, default=True, help="measure peak memory (--no_memory skips the column)")
+    parser.add_argument("--sections", nargs="+", default=["networks", "options", "loader", "epoch"],
+                        choices=["networks", "options", "compile", "loader", "epoch"], help="which sections to run")
+    parser.add_argument(*option("data_path"), type=Path, default=SAMPLE_ROOT,
+                        help="dataset for the loader and epoch sections (default: the shipped sample)")
+    parser.add_argument(*option("out_file", "--out"), type=Path, default=None,
+                        help="also write the report to this markdown file")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and one repeat, to check that it runs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    device = pick_device(args.device)
+    s = Settings(
+        device=device, models=args.models, sizes=args.sizes, batch_size=args.batch_size, repeats=args.repeats,
+        seconds=args.seconds, skip_peer=args.skip_peer, memory=args.memory, data_path=args.data_path,
+        # The sample's 14 training images: batches of 4 make an epoch of several steps.
+        loader_size=256, loader_batch_size=TrainConfig().batch_size, epoch_size=256, epoch_batch_size=4, epochs=2,
+        matmul_n=8192 if device.type == "cuda" else 2048,
+    )
+    if args.quick:
+        s = replace(s, sizes=[32], batch_size=2, repeats=1, seconds=0.01, memory=s.memory and device.type != "cpu",
+                    loader_size=32, loader_batch_size=4, epoch_size=32, epochs=1, matmul_n=256)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    lines: list[str] = []
+
+    def print_(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    print_(_header(s, argv))
+    if "networks" in args.sections:
+        peak, _ = section_peak(s, print_)
+        section_networks(s, peak, print_)
+    if "options" in args.sections:
+        section_options(s, print_)
+    if args.compile or "compile" in args.sections:
+        section_compile(s, print_)
+    if "loader" in args.sections:
+        flops, _ = count_flops(petlib_candidate(PEER_MODEL, device), s.loader_size)
+        section_loader(s, flops, print_)
+    if "epoch" in args.sections:
+        section_epoch(s, print_)
+    if args.out_file is not None:
+        args.out_file.parent.mkdir(parents=True, exist_ok=True)
+        args.out_file.write_text("\n".join(lines) + "\n")
+    return 0
