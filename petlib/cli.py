@@ -27,10 +27,25 @@ from typing import Any, NoReturn
 __all__ = [
     "option", "Switch", "HelpFormatter", "argument_parser", "add_progress_flags", "show_progress",
     "stderr_is_interactive", "optional", "run_main", "DEBUG_ENV", "add_tta_flag", "tta_choice",
+    "TRUE_STRINGS", "FALSE_STRINGS", "parse_bool",
 ]
 
 #: Environment variable that makes :func:`run_main` show tracebacks (``PETLIB_DEBUG=1``).
 DEBUG_ENV = "PETLIB_DEBUG"
+#: How petlib spells yes and no in environment variables and flag values (any case).
+TRUE_STRINGS = ("1", "true", "yes", "on")
+FALSE_STRINGS = ("", "0", "false", "no", "off")
+
+
+def parse_bool(text: str) -> bool | None:
+    """``text`` as a yes or no (:data:`TRUE_STRINGS`, :data:`FALSE_STRINGS`, any case, spaces
+    around ignored); ``None`` for anything else, which the caller refuses or ignores."""
+    value = text.strip().lower()
+    if value in TRUE_STRINGS:
+        return True
+    if value in FALSE_STRINGS:
+        return False
+    return None
 
 
 # --------------------------------------------------------------------------- flags
@@ -172,7 +187,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     the exception through with its traceback.
     """
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    debug = bool(parse_bool(os.environ.get(DEBUG_ENV, "")))
     if "--debug" in args:
         debug = True
         args.remove("--debug")

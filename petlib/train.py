@@ -27,7 +27,7 @@ import typing
 from typing import Any, Sequence
 
 from . import distributed as dist
-from .cli import Switch, add_progress_flags, argument_parser, option, optional, run_main, show_progress
+from .cli import Switch, add_progress_flags, argument_parser, option, optional, parse_bool, run_main, show_progress
 from .config import COMPILE_MODES, DEFAULT_LR, OPTIMIZERS, RECIPES, SCHEDULERS, SWITCH_VALUES, TrainConfig, recipe
 from .console import prog
 from .engine import fit
@@ -56,14 +56,15 @@ DEFAULT_MEANING: dict[str, str] = {
 
 
 def _parse_cache(text: str) -> bool | str:
-    lowered = text.lower()
-    if lowered in ("true", "1", "yes", "on", "memory"):
-        return True
-    if lowered in ("false", "0", "no", "off"):
-        return False
+    lowered = text.strip().lower()
     if lowered == "disk":
         return "disk"
-    raise argparse.ArgumentTypeError(f"invalid value {text!r}: choose from true (memory), disk, false")
+    if lowered == "memory":
+        return True
+    choice = parse_bool(text) if lowered else None  # an empty --cache is a mistake, not "no"
+    if choice is None:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: choose from true (memory), disk, false")
+    return choice
 
 
 def _parse_json_dict(text: str) -> dict[str, Any]:

@@ -489,3 +489,12 @@ def test_run_main_exit_codes(capsys):
     with pytest.raises(SystemExit) as exit_:
         run_main(lambda argv: 0 if argv == ["--x"] else 3, ["--x", "--debug"])
     assert exit_.value.code == 0
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1", True), (" YES ", True), ("on", True), ("", False), ("0", False), ("Off", False), ("maybe", None),
+])
+def test_parse_bool_is_the_one_reading_of_yes_and_no(text, expected):
+    from petlib.cli import parse_bool
+
+    assert parse_bool(text) is expected
