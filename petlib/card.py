@@ -29,6 +29,7 @@ import torch
 from ._version import __version__
 from .config import RECIPES, TrainConfig, recipe
 from .data import SAMPLE_ROOT
+from .runpaths import RunPaths
 
 __all__ = [
     "CARD_FORMAT", "card_paths", "build_card", "card_from_checkpoint", "write_card", "read_card",
@@ -50,8 +51,8 @@ RECIPE_FIELDS: tuple[str, ...] = tuple(sorted({key for overrides in RECIPES.valu
 
 def card_paths(checkpoint_path: str | Path) -> tuple[Path, Path]:
     """``(<name>_card.json, <name>_card.md)`` beside the checkpoint ``<name>.pth``."""
-    path = Path(checkpoint_path)
-    return path.with_name(f"{path.stem}_card.json"), path.with_name(f"{path.stem}_card.md")
+    paths = RunPaths.of_checkpoint(checkpoint_path)
+    return paths.card_json, paths.card_md
 
 
 def scoring_policy(image_size: int, tta: bool, count: int | None = None) -> str:
