@@ -37,6 +37,7 @@ from .console import prog
 from .data import read_image
 from .engine import pick_device, predict_logits
 from .inference import describe_tta, validated_tta
+from .models import eval_mode
 from .plotting import overlay
 
 __all__ = [
@@ -85,10 +86,8 @@ def predict_probabilities(
     """
     if not images:
         return []
-    was_training = model.training
-    model.eval()
-    logits = predict_logits(model, _to_batch(images, image_size).to(device), tta=tta).float()  # (N,1,S,S)
-    model.train(was_training)
+    with eval_mode(model):
+        logits = predict_logits(model, _to_batch(images, image_size).to(device), tta=tta).float()  # (N,1,S,S)
     probabilities = []
     for image, one in zip(images, logits):
         width, height = image.size
@@ -112,11 +111,8 @@ def predict_logits_at_size(
     gives smoother borders than resizing a hard mask.
     """
     width, height = image.size
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
+    with eval_mode(model):
         logits = predict_logits(model, _to_batch([image], image_size).to(device), tta=tta)  # (1,1,S,S)
-    model.train(was_training)
     return F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
 
 

@@ -27,26 +27,23 @@ from .config import SAMPLE_SETTINGS, TrainConfig, sample_config
 from .data import DEFAULT_ROOT, SAMPLE_ROOT
 from .engine import fit
 from .inference import evaluate_checkpoint
+from .models import MODELS
+from .runpaths import RunPaths
+from .survey import dataset_present
+from .tables import format_table
 
-__all__ = ["main", "full_dataset_present", "fresh_folder", "write_record", "RUN_MODELS"]
+__all__ = ["main", "fresh_folder", "write_record", "RUN_MODELS"]
 
-#: The networks the main job trains, in order: the faster one first, so that a user who stops
-#: early already has one finished model.
-RUN_MODELS = ("resnet34_unet", "unet")
-
-
-def full_dataset_present(root: str | Path = DEFAULT_ROOT) -> bool:
-    """True if ``root`` holds the official layout (images, trimaps and both split files)."""
-    root = Path(root)
-    return all((root / p).exists() for p in ("images", "annotations/trimaps", "annotations/trainval.txt",
-                                               "annotations/test.txt"))
+#: The networks the main job trains: every one of :data:`petlib.models.MODELS`, the faster to
+#: train (the ResNet34-UNet) first, so that a user who stops early already has one finished model.
+RUN_MODELS = tuple(sorted(MODELS, key=lambda name: name != "resnet34_unet"))
 
 
 def fresh_folder(base: str | Path, names: Sequence[str]) -> Path:
     """``base``, or ``base-2``, ``base-3``, ... : the first that holds none of ``<name>.pth``."""
     base = Path(base)
     candidate, number = base, 1
-    while any((candidate / f"{name}.pth").exists() for name in names):
+    while any(RunPaths(candidate, name).best.exists() for name in names):
         number += 1
         candidate = base.with_name(f"{base.name}-{number}")
     return candidate
@@ -65,7 +62,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _configs(args: argparse.Namespace) -> tuple[str, list[TrainConfig]]:
     """What to train: a sentence saying which data and why, and one config per network."""
-    if full_dataset_present(args.data_path) and not args.sample:
+    if dataset_present(args.data_path) and not args.sample:
         out = _fresh_out(args.out_dir)
         overrides: dict[str, Any] = dict(data_path=str(args.data_path), image_size=256, epochs=50, batch_size=16,
                                          out_dir=str(out), **_overrides(args))
@@ -112,20 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"\nTest scores of the best-validation checkpoints ({Path(configs[0].data_path).name}, test split, "
           "Dice and IoU per image, averaged over images):")
-    header = f"{'model':<15}{'px':>5}{'epochs':>8}{'val Dice':>10}{'test Dice':>11}{'test IoU':>10}" \
-             f"{'images':>8}  {'flip TTA':<10}{'minutes':>8}"
-    print(header)
-    print("-" * len(header))
-    for name, r in results.items():
-        config = r["config"]
-        print(f"{name:<15}{config.image_size:>5}{config.epochs:>8}{r['val_dice']:>10.4f}{r['dice']:>11.4f}"
-              f"{r['iou']:>10.4f}{r['count']:>8}  {'on' if config.tta else 'off':<10}{r['minutes']:>8.1f}")
+    print(format_table([{
+        "model": name, "px": r["config"].image_size, "epochs": r["config"].epochs, "val Dice": r["val_dice"],
+        "test Dice": r["dice"], "test IoU": r["iou"], "images": r["count"],
+        "flip TTA": "on" if r["config"].tta else "off", "minutes": f"{r['minutes']:.1f}",
+    } for name, r in results.items()]))
     print("\nValidation and test are scored alike (flip TTA as listed). Minutes: training, validation and the test "
           "pass of each network.")
     for name, r in results.items():
-        checkpoint = Path(r["checkpoint"])
-        print(f"{name}: {checkpoint} (curves: {checkpoint.with_name(name + '_curves.png').name}, "
-              f"model card: {checkpoint.with_name(name + '_card.md').name})")
+        paths = RunPaths.of_checkpoint(r["checkpoint"])
+        print(f"{name}: {paths.best} (curves: {paths.curves.name}, model card: {paths.card_md.name})")
     record = write_record(results, Path(configs[0].out_dir) / "run_results.json")
     print(f"Every number above, with the configs and per-image test scores: {record}")
     return 0

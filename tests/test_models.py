@@ -314,3 +314,16 @@ def test_shape_trace_follows_the_forward_pass_and_counts_every_parameter(name, d
     assert table.splitlines()[2].split() == ["input", "3", "x", "64", "x", "64", "1"]
     with pytest.raises(ValueError, match="no module"):
         shape_trace(model, 64, stages=("nope",))
+
+
+def test_eval_mode_restores_the_mode_it_found():
+    from petlib.models import eval_mode
+
+    model = nn.Sequential(nn.BatchNorm2d(3))
+    with eval_mode(model):
+        assert not model.training and not model[0].training
+    assert model.training and model[0].training
+    model.eval()
+    with pytest.raises(RuntimeError), eval_mode(model):
+        raise RuntimeError("the mode is restored on errors too")
+    assert not model.training
