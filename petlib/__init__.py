@@ -9,7 +9,10 @@ Modules: :mod:`petlib.data` (dataset, download), :mod:`petlib.models`,
 :mod:`petlib.metrics`, :mod:`petlib.losses`, :mod:`petlib.transforms` (augmentation),
 :mod:`petlib.config` (settings and recipes), :mod:`petlib.engine` (training loop),
 :mod:`petlib.checkpoint`, :mod:`petlib.card` (model cards), :mod:`petlib.curves` (curves PNG,
-TensorBoard), :mod:`petlib.plotting`, :mod:`petlib.export` (ONNX, TorchScript).
+TensorBoard), :mod:`petlib.runpaths` (a run's file names), :mod:`petlib.plotting`,
+:mod:`petlib.export` (ONNX, TorchScript); for the notebooks :mod:`petlib.notebook`,
+:mod:`petlib.survey` and :mod:`petlib.compare` (re-exported by :mod:`petlib.analysis`);
+:mod:`petlib.tables`, :mod:`petlib.timing`, and the benchmark :mod:`petlib.bench`.
 
 Commands (:mod:`petlib.console`): ``petlib-train``, ``petlib-eval``, ``petlib-predict``,
 ``petlib-data download`` and ``petlib-export``, each also ``python -m petlib.train``,
