@@ -300,12 +300,20 @@ def written_reading(results: Sequence[ModelResult], species: Sequence[str]) -> s
     a, b = results
     if len(a.dice) != len(b.dice) or len(a.dice) != len(species):
         raise ValueError("both models must be scored on the same images, with one species label each")
+    lines = [_setup_reading(a, b), _gap_reading(a, b), _tail_reading(results)]
+    if len(set(species)) > 1:
+        lines.append(_species_reading(results, species))
+    lines.append(" ".join(_history_sentence(r.label, r.run.history, r.run.epoch) for r in results))
+    lines.append(_speed_reading(a, b))
+    return "\n\n".join(f"- {line}" for line in lines)
+
+
+def _setup_reading(a: ModelResult, b: ModelResult) -> str:
+    """What was compared, and whether like for like."""
     n = len(a.dice)
     ca, cb = a.run.config, b.run.config
     on_sample = is_sample(ca.data_path)
-    lines = []
-
-    # What was compared.
+    quick = bool(ca.subset or cb.subset)
     setup = (f"Both best-validation checkpoints were scored on the same {n} test images "
              f"({'the embedded sample' if on_sample else Path(ca.data_path).name}), each at the size it was "
              f"trained at: {a.label} {ca.image_size} px, {ca.epochs} epochs; {b.label} {cb.image_size} px, "
@@ -315,80 +323,78 @@ def written_reading(results: Sequence[ModelResult], species: Sequence[str]) -> s
     if differ:
         setup += (f" They were not trained alike ({', '.join(differ)} differ), so the comparison mixes the "
                   "networks with their settings.")
-    if ca.subset or cb.subset:
+    if quick:
         setup += (" **This is a quick-mode run** on a handful of images for a couple of epochs: it shows that the "
                   "pipeline works end to end; its numbers say nothing about which network is better.")
     elif on_sample:
         setup += (f" These are {n} test images of three breeds, trained on 216 images for minutes on a CPU: "
                   "the numbers show what each network learns from little data and little compute, not what "
                   "it reaches on the full dataset (3,680 training images of 37 breeds, hours on a GPU).")
-    if n < 100 and not (ca.subset or cb.subset):
+    if n < 100 and not quick:
         setup += f" With only {n} test images, differences of a few points can be chance (see the interval below)."
-    lines.append(setup)
+    return setup
 
-    # Which scores higher, and is the gap more than chance?
+
+def _gap_reading(a: ModelResult, b: ModelResult) -> str:
+    """Which scores higher, and is the gap more than chance?"""
+    n = len(a.dice)
     ma, mb = float(a.dice.mean()), float(b.dice.mean())
     if ma == mb:
-        lines.append(f"Both have the same mean test Dice, {ma:.3f}.")
-    else:
-        hi, lo = (b, a) if mb > ma else (a, b)
-        low, high = paired_bootstrap(lo.dice, hi.dice)
-        wins = float((hi.dice > lo.dice).mean())
-        text = (f"{hi.label} has the higher mean test Dice: {hi.dice.mean():.3f} against {lo.dice.mean():.3f} "
-                f"(+{hi.dice.mean() - lo.dice.mean():.3f}), and the higher score on {wins:.0%} of the images.")
-        if math.isnan(low):
-            text += " One image is too few to say whether the gap is more than chance."
-        elif low > 0:
-            text += (f" A paired bootstrap over the images puts the gap between {low:+.3f} and {high:+.3f} "
-                     "(95%), so on this test set it is more than chance")
-            text += f", though with {n} images even that interval is rough." if n < 30 else "."
-        else:
-            text += (f" A paired bootstrap over the images puts the gap between {low:+.3f} and {high:+.3f} "
-                     "(95%), which includes zero: on this test set the two are not distinguishable.")
-        lines.append(text)
+        return f"Both have the same mean test Dice, {ma:.3f}."
+    hi, lo = (b, a) if mb > ma else (a, b)
+    low, high = paired_bootstrap(lo.dice, hi.dice)
+    wins = float((hi.dice > lo.dice).mean())
+    text = (f"{hi.label} has the higher mean test Dice: {hi.dice.mean():.3f} against {lo.dice.mean():.3f} "
+            f"(+{hi.dice.mean() - lo.dice.mean():.3f}), and the higher score on {wins:.0%} of the images.")
+    if math.isnan(low):
+        return text + " One image is too few to say whether the gap is more than chance."
+    interval = f" A paired bootstrap over the images puts the gap between {low:+.3f} and {high:+.3f} (95%)"
+    if low > 0:
+        return (text + interval + ", so on this test set it is more than chance"
+                + (f", though with {n} images even that interval is rough." if n < 30 else "."))
+    return text + interval + ", which includes zero: on this test set the two are not distinguishable."
 
-    # Means against medians: the tail of failures.
+
+def _tail_reading(results: Sequence[ModelResult]) -> str:
+    """Means against medians: the tail of failures."""
     parts = []
     for r in results:
         mean, median, failures = float(r.dice.mean()), float(np.median(r.dice)), float((r.dice < 0.5).mean())
         parts.append(f"{r.label} mean {mean:.3f}, median {median:.3f}, {failures:.0%} of images below Dice 0.5")
     skewed = all(float(np.median(r.dice)) > float(r.dice.mean()) + 0.005 for r in results)
-    lines.append("Per image: " + "; ".join(parts) + "." + (
+    return "Per image: " + "; ".join(parts) + "." + (
         " The medians sit above the means for both: most images are segmented well and a tail of "
-        "failures pulls the means down (see the histogram and the worst examples)." if skewed else ""))
+        "failures pulls the means down (see the histogram and the worst examples)." if skewed else "")
 
-    # Species.
+
+def _species_reading(results: Sequence[ModelResult], species: Sequence[str]) -> str:
+    """Mean Dice per species, and whether both networks find the same one harder."""
     groups = sorted(set(species))
-    if len(groups) > 1:
-        per = {r.label: group_scores(r.dice, species) for r in results}
-        parts = [f"{r.label} " + ", ".join(f"{g} {per[r.label][g]['mean']:.3f}" for g in groups) for r in results]
-        text = "Mean Dice per species: " + "; ".join(parts) + "."
-        harder = {min(groups, key=lambda g: per[r.label][g]["mean"]) for r in results}
-        # A gap between group means smaller than this is noise at these sizes: say nothing about it.
-        gaps = [max(per[r.label][g]["mean"] for g in groups) - min(per[r.label][g]["mean"] for g in groups)
-                for r in results]
-        counts = Counter(species)
-        if len(harder) == 1 and min(gaps) >= SPECIES_GAP:
-            group = harder.pop()
-            text += f" Both networks find {group}s harder"
-            text += (f" (only {counts[group]} {group} images: a hint, not a finding)." if counts[group] < 30 else ".")
-        else:
-            text += (f" The species differ by less than {SPECIES_GAP:.2f} for at least one network, or not the same way:"
-                     " neither is clearly harder.")
-        lines.append(text)
+    per = {r.label: group_scores(r.dice, species) for r in results}
+    parts = [f"{r.label} " + ", ".join(f"{g} {per[r.label][g]['mean']:.3f}" for g in groups) for r in results]
+    text = "Mean Dice per species: " + "; ".join(parts) + "."
+    harder = {min(groups, key=lambda g: per[r.label][g]["mean"]) for r in results}
+    # A gap between group means smaller than this is noise at these sizes: say nothing about it.
+    gaps = [max(per[r.label][g]["mean"] for g in groups) - min(per[r.label][g]["mean"] for g in groups)
+            for r in results]
+    counts = Counter(species)
+    if len(harder) == 1 and min(gaps) >= SPECIES_GAP:
+        group = harder.pop()
+        text += f" Both networks find {group}s harder"
+        return text + (f" (only {counts[group]} {group} images: a hint, not a finding)." if counts[group] < 30 else ".")
+    return text + (f" The species differ by less than {SPECIES_GAP:.2f} for at least one network, or not the same way:"
+                   " neither is clearly harder.")
 
-    # Curves.
-    lines.append(" ".join(_history_sentence(r.label, r.run.history, r.run.epoch) for r in results))
 
-    # Size and speed.
-    fast, slow = sorted(results, key=lambda r: r.seconds_per_image)
+def _speed_reading(a: ModelResult, b: ModelResult) -> str:
+    """Size and speed."""
+    fast, slow = sorted((a, b), key=lambda r: r.seconds_per_image)
     ratio = slow.seconds_per_image / max(fast.seconds_per_image, 1e-12)
     sizes = (f"both at {fast.image_size} px" if fast.image_size == slow.image_size
              else f"{fast.label} at {fast.image_size} px, {slow.label} at {slow.image_size} px")
-    lines.append(
+    return (
         f"{a.label} has {a.params / 1e6:.1f} M parameters, {b.label} {b.params / 1e6:.1f} M. On this machine "
         f"({fast.device}; {sizes}) {fast.label} takes {fast.seconds_per_image * 1000:.1f} ms per image and "
         f"{slow.label} {slow.seconds_per_image * 1000:.1f} ms, {ratio:.1f} times as long; timings vary with "
         "whatever else the machine is doing."
     )
-    return "\n\n".join(f"- {line}" for line in lines)
