@@ -17,20 +17,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
-import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 from tqdm.auto import tqdm
 
 from . import distributed as dist
+from .device import SpeedOptions, autocast, autocast_dtype, pick_device, seed_everything, speed_options
 from .card import build_card, read_card, write_card
 from .checkpoint import load_checkpoint, load_state_dict, save_checkpoint
 from .config import OPTIMIZERS, SCHEDULERS, TrainConfig
@@ -43,92 +41,10 @@ from .transforms import Augment
 
 __all__ = [
     "pick_device", "seed_everything", "autocast_dtype", "SpeedOptions", "speed_options", "train_one_epoch", "evaluate",
-    "predict_logits", "fit", "FitResult", "RunExistsError", "make_loaders", "read_history",
+    "predict_logits", "fit", "build_optimizer", "to_device", "FitResult", "RunExistsError", "make_loaders", "read_history",
 ]
 
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_dice", "val_iou", "lr", "seconds"]
-
-
-# --------------------------------------------------------------------------- set-up
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """``requested`` if given, else CUDA, then Apple's MPS, then the CPU."""
-    if requested:
-        device = torch.device(requested)
-        if device.type != "cuda" or device.index is not None:
-            return device
-    elif not torch.cuda.is_available():
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    # "cuda" under torchrun means this process's GPU, not every process on GPU 0.
-    rank = dist.local_rank()
-    if torch.cuda.is_available() and rank >= torch.cuda.device_count():
-        raise RuntimeError(
-            f"process {rank} of torchrun needs GPU {rank} but this machine has {torch.cuda.device_count()}: "
-            f"use --nproc_per_node={torch.cuda.device_count()} or fewer, or --device cpu"
-        )
-    return torch.device("cuda", rank)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
-    """The mixed-precision dtype to use, or ``None`` for plain float32.
-
-    ``"auto"`` enables AMP on CUDA only: bf16 where the GPU supports it (no loss
-    scaling needed), else fp16. On the CPU bf16 is often emulated and slower than
-    float32, so it is used only when asked for with ``"on"``.
-    """
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu":
-        return torch.bfloat16
-    return torch.float16
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
-def _use(option: str, device: torch.device, auto_on: tuple[str, ...] = ("cuda",)) -> bool:
-    """Resolve an "auto"/"on"/"off" speed option: "auto" means on for the device types in
-    ``auto_on``, those where ``python -m petlib.bench`` measured it faster (README, Speed)."""
-    return option == "on" or (option == "auto" and device.type in auto_on)
-
-
-#: Device types on which a fused AdamW update is on by default: faster for training on CUDA
-#: and never slower on the CPU (1.00-1.12x on 2 cores; not measured on Apple's MPS).
-FUSED_OPTIMIZER_AUTO = ("cuda", "cpu")
-
-
-@dataclass(frozen=True)
-class SpeedOptions:
-    """What a config's speed options come to on one device: what :func:`fit` runs with."""
-
-    amp_dtype: torch.dtype | None  # autocast dtype, None for plain float32
-    channels_last: bool
-    fused_optimizer: bool
-    cudnn_benchmark: bool
-
-
-def speed_options(config: TrainConfig, device: torch.device) -> SpeedOptions:
-    """Resolve ``config``'s "auto"/"on"/"off" speed options for ``device``."""
-    return SpeedOptions(
-        amp_dtype=autocast_dtype(device, config.amp),
-        channels_last=_use(config.channels_last, device),
-        fused_optimizer=_use(config.fused_optimizer, device, FUSED_OPTIMIZER_AUTO),
-        # Fixed input sizes: let cuDNN try its kernels once and keep the fastest.
-        cudnn_benchmark=device.type == "cuda",
-    )
 
 
 # --------------------------------------------------------------------------- data
@@ -207,7 +123,8 @@ def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
         sampler.generator.manual_seed(seed * 100_003 + epoch)
 
 
-def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> tuple[Tensor, Tensor]:
+def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> tuple[Tensor, Tensor]:
+    """A batch's images ``(N, 3, H, W)`` float in [0, 1] and masks ``(N, 1, H, W)`` float 0/1 on ``device``."""
     images = batch["image"].to(device, non_blocking=True)
     masks = batch["mask"].to(device, non_blocking=True)
     if images.dtype == torch.uint8:  # loaders from make_loaders deliver uint8 0..255
@@ -252,13 +169,13 @@ def train_one_epoch(
     steps = 0
     bar = tqdm(loader, desc=description, leave=False, disable=not (progress and dist.is_main()))
     for batch in bar:
-        images, masks = _to_device(batch, device, channels_last)  # (N,3,S,S), (N,1,S,S)
+        images, masks = to_device(batch, device, channels_last)  # (N,3,S,S), (N,1,S,S)
         if ignore_border:  # a second mask plane, 1 where the pixel counts: warped with the mask
             keep = batch["trimap"].to(device, non_blocking=True) != 3
             masks = torch.cat([masks, keep.to(masks.dtype)], 1)  # (N,2,S,S)
         if augment is not None:
             images, masks = augment(images, masks)
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             logits = model(images)  # (N,1,S,S)
             loss = loss_fn(logits, masks[:, :1], masks[:, 1:]) if ignore_border else loss_fn(logits, masks)
         optimizer.zero_grad(set_to_none=True)
@@ -328,8 +245,8 @@ def evaluate(
     sums = torch.zeros(4, device=device, dtype=torch.float64)  # loss*n, dice, iou, n
     dices, ious, indices = [], [], []
     for batch in tqdm(loader, desc="eval", leave=False, disable=not (progress and dist.is_main())):
-        images, masks = _to_device(batch, device, channels_last)
-        with _autocast(device, amp_dtype):
+        images, masks = to_device(batch, device, channels_last)
+        with autocast(device, amp_dtype):
             logits = predict_logits(model, images, tta=tta)
         logits = logits.float()
         dice = dice_per_image(logits, masks)
@@ -378,7 +295,7 @@ class FitResult:
     card_file: Path | None = None  # <name>_card.json; the Markdown card is beside it
 
 
-def _build_optimizer(config: TrainConfig, model: nn.Module, fused: bool = False) -> torch.optim.Optimizer:
+def build_optimizer(config: TrainConfig, model: nn.Module, fused: bool = False) -> torch.optim.Optimizer:
     """Adam or AdamW for ``model``'s parameters (already on their device).
 
     ``fused`` updates every parameter in one kernel instead of a handful of launches per
@@ -571,7 +488,7 @@ def fit(
     if options.cudnn_benchmark:
         torch.backends.cudnn.benchmark = True
 
-    optimizer = _build_optimizer(config, model, fused=options.fused_optimizer)
+    optimizer = build_optimizer(config, model, fused=options.fused_optimizer)
     steps_per_epoch = len(loaders["train"])
     scheduler = _build_scheduler(config, optimizer, steps_per_epoch)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
@@ -624,6 +541,7 @@ def fit(
         f"training {config.model} on {device} ({dist.world_size()} process(es), batch {config.batch_size} per process)"
         f" | {len(loaders['train'].dataset)} train / {len(loaders['valid'].dataset)} valid images"
         f" at {config.image_size}px | amp={amp_dtype} channels_last={channels_last} compile={config.compile_mode if config.compile else False}"
+        + (f"\n  speed options: {options.reason}" if options.reason else "")
     )
     for epoch in range(start_epoch, config.epochs + 1):
         start = time.perf_counter()
@@ -683,3 +601,7 @@ def fit(
     dist.barrier()
     return FitResult(model, history, best_path, last_path if config.save_last else None, history_path, best_dice,
                      curves_file=curves.written, curves_skipped=curves.skipped, card_file=card_file)
+
+
+# The benchmark's old spellings, until it imports the public names.
+_autocast, _build_optimizer, _to_device = autocast, build_optimizer, to_device

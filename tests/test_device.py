@@ -1,0 +1,77 @@
+"""The device and the "auto" speed options: bf16 and channels-last on a CPU only where measured faster."""
+import pytest
+import torch
+
+from petlib import device as dev
+from petlib.config import TrainConfig
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    """Fake a CPU: whether bf16 is native, and the probe's seconds per step for (dtype, channels_last)."""
+
+    def make(native: bool, seconds: dict):
+        monkeypatch.setattr(dev, "cpu_bf16_native", lambda: native)
+        monkeypatch.setattr(dev, "_step_seconds", lambda dtype, channels_last: seconds[(dtype, channels_last)])
+        dev.probe_cpu.cache_clear()
+
+    yield make
+    dev.probe_cpu.cache_clear()
+
+
+def test_native_and_faster_bf16_is_chosen(fake_cpu):
+    fake_cpu(True, {(None, False): 1.0, (torch.bfloat16, False): 0.6, (torch.bfloat16, True): 0.58})
+    assert dev.autocast_dtype(CPU, "auto") == torch.bfloat16
+    options = dev.speed_options(TrainConfig(), CPU)
+    assert options.amp_dtype == torch.bfloat16 and not options.channels_last  # 1.03x is within the noise
+    assert "1.67x faster in bf16" in options.reason and "used" in options.reason
+
+
+def test_emulated_bf16_is_never_timed_nor_used(fake_cpu):
+    fake_cpu(False, {(None, False): 1.0, (None, True): 0.8})  # a bf16 key would raise KeyError: never timed
+    assert dev.autocast_dtype(CPU, "auto") is None
+    options = dev.speed_options(TrainConfig(), CPU)
+    assert options.amp_dtype is None and options.channels_last  # 1.25x faster: used
+    assert "without native bf16" in options.reason
+
+
+def test_native_but_not_faster_bf16_stays_off(fake_cpu):
+    fake_cpu(True, {(None, False): 1.0, (torch.bfloat16, False): 0.95, (None, True): 1.1})
+    assert dev.autocast_dtype(CPU, "auto") is None
+    assert not dev.speed_options(TrainConfig(), CPU).channels_last
+
+
+def test_on_and_off_override_the_probe(fake_cpu):
+    fake_cpu(False, {(None, False): 1.0, (None, True): 1.0})
+    assert dev.autocast_dtype(CPU, "on") == torch.bfloat16
+    fake_cpu(True, {(None, False): 1.0, (torch.bfloat16, False): 0.5, (torch.bfloat16, True): 0.1})
+    assert dev.autocast_dtype(CPU, "off") is None
+    options = dev.speed_options(TrainConfig(amp="off", channels_last="off"), CPU)
+    assert options.amp_dtype is None and not options.channels_last and options.reason == ""
+
+
+def test_the_probe_runs_once_per_process(fake_cpu, monkeypatch):
+    calls = []
+    fake_cpu(True, {})
+    monkeypatch.setattr(dev, "_step_seconds", lambda dtype, cl: calls.append((dtype, cl)) or 1.0)
+    dev.probe_cpu()
+    dev.probe_cpu()
+    assert len(calls) == 3  # float32, bf16, channels-last: once
+
+
+def test_the_real_probe_returns_sane_timings():
+    dev.probe_cpu.cache_clear()
+    probe = dev.probe_cpu()
+    assert probe.float32_s > 0 and probe.channels_last_s > 0
+    assert (probe.bf16_s is None) == (not probe.native_bf16)
+    assert probe.use_bf16 == (probe.bf16_s is not None and probe.bf16_speedup >= dev.MIN_SPEEDUP)
+
+
+def test_cpu_bf16_native_agrees_with_the_cpu_flags():
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo")
+    assert dev.cpu_bf16_native() == (" avx512_bf16" in flags or " amx_bf16" in flags)
