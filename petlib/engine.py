@@ -215,6 +215,12 @@ def predict_logits(model: nn.Module, images: Tensor, tta: bool = False) -> Tenso
     return logits
 
 
+def images_format(images: Tensor) -> torch.memory_format:
+    """channels_last if ``images`` (N, C, H, W) are stored so, else contiguous."""
+    channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
@@ -226,6 +232,7 @@ def evaluate(
     channels_last: bool = False,
     tta: bool = False,
     per_image: bool = False,
+    pad_to: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Loss, Dice and IoU of ``model`` over everything ``loader`` yields.
@@ -233,6 +240,11 @@ def evaluate(
     Dice and IoU are computed per image and averaged over all images (over all
     processes in a distributed run), at the loader's image size. The model's
     train/eval mode is restored afterwards.
+
+    ``pad_to`` pads a short (last) batch with blank images up to that many, so the model only
+    ever sees one batch shape -- what a compiled model replayed as a CUDA graph needs -- and
+    scores only the real images (in eval mode every image is computed on its own, so the
+    padding changes nothing else).
 
     Returns:
         ``{"loss", "dice", "iou", "count"}`` as floats (``loss`` is NaN without
@@ -246,12 +258,15 @@ def evaluate(
     dices, ious, indices = [], [], []
     for batch in tqdm(loader, desc="eval", leave=False, disable=not (progress and dist.is_main())):
         images, masks = to_device(batch, device, channels_last)
+        n = images.shape[0]
+        if pad_to is not None and n < pad_to:
+            blank = images.new_zeros((pad_to - n, *images.shape[1:]))
+            images = torch.cat([images, blank]).contiguous(memory_format=images_format(images))
         with autocast(device, amp_dtype):
             logits = predict_logits(model, images, tta=tta)
-        logits = logits.float()
+        logits = logits[:n].float()  # (n, 1, H, W): the padding is never scored
         dice = dice_per_image(logits, masks)
         iou = iou_per_image(logits, masks)
-        n = images.shape[0]
         if loss_fn is not None:
             sums[0] += loss_fn(logits, masks).double() * n
         sums[1] += dice.sum()
@@ -509,8 +524,14 @@ def fit(
     if distributed:
         ddp_ids = [device.index] if device.type == "cuda" else None
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
+    # Compiled, the model sees static shapes only: whole training batches (make_loaders drops a
+    # ragged last one) and evaluation batches padded to full size, so nothing recompiles and
+    # "reduce-overhead" can replay each as a CUDA graph. Checkpoints hold the plain module's weights.
+    eval_model, pad_to = model, None
     if config.compile:
         train_model = torch.compile(train_model, mode=config.compile_mode)
+        eval_model = torch.compile(model, mode=config.compile_mode)
+        pad_to = loaders["valid"].batch_size
     loss_fn = build_loss(config.loss)
     augment = Augment.from_config(config) if config.augment else None
 
@@ -560,8 +581,8 @@ def fit(
         # use rank 0's everywhere, the ones its checkpoint holds.
         dist.broadcast_buffers(model)
         # Validate the plain module: DDP's forward hooks are for training only.
-        val = evaluate(model, loaders["valid"], device, loss_fn, amp_dtype=amp_dtype,
-                       channels_last=channels_last, tta=config.tta)
+        val = evaluate(eval_model, loaders["valid"], device, loss_fn, amp_dtype=amp_dtype,
+                       channels_last=channels_last, tta=config.tta, pad_to=pad_to)
         row = {
             "epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_dice": val["dice"],
             "val_iou": val["iou"], "lr": lr, "seconds": time.perf_counter() - start,

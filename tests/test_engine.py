@@ -308,8 +308,43 @@ def test_fit_with_compile_trains_and_saves_plain_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "compile", compile_for_test)
     config = dataclasses.replace(tiny_config(tmp_path), compile=True, compile_mode="reduce-overhead", epochs=1)
     result = fit(config, progress=False, log=None)
-    assert calls == ["reduce-overhead"]
+    assert calls == ["reduce-overhead", "reduce-overhead"]  # the training model and the evaluation one
     state = load_checkpoint(result.best_checkpoint)["model_state"]
     assert not [key for key in state if key.startswith("_orig_mod.")]
     model, _ = load_model(result.best_checkpoint)
     torch.testing.assert_close(dict(model.state_dict()), {k: v for k, v in state.items()})
+
+
+def test_padded_evaluation_scores_exactly_like_the_unpadded_one():
+    # 7 images in batches of 3: the last batch has 1 image, padded to 3 with blanks.
+    torch.manual_seed(0)
+    model = build_model("unet", base_channels=4).eval()
+    dataset = OxfordPetSegmentation(SAMPLE_ROOT, "valid", image_size=32, subset=7)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3)
+    plain = evaluate(model, loader, torch.device("cpu"), build_loss("bce+dice"), per_image=True)
+    padded = evaluate(model, loader, torch.device("cpu"), build_loss("bce+dice"), per_image=True, pad_to=3)
+    assert padded["count"] == plain["count"] == 7
+    torch.testing.assert_close(padded["dice_per_image"], plain["dice_per_image"])
+    for key in ("loss", "dice", "iou"):
+        assert padded[key] == pytest.approx(plain[key], rel=1e-6)
+
+
+def test_compiled_fit_shows_the_model_one_batch_shape(tmp_path, monkeypatch):
+    # 12 training images in batches of 5 (a ragged 2 dropped), 12 validation images in batches
+    # of 5 (the last padded from 2): every forward of the compiled models has batch 5.
+    shapes = {"train": set(), "eval": set()}
+
+    class Recording(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, images):
+            shapes["train" if self.model.training else "eval"].add(images.shape[0])
+            return self.model(images)
+
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None, **kwargs: Recording(model))
+    config = dataclasses.replace(tiny_config(tmp_path), model="unet", model_kwargs={"base_channels": 4}, subset=12,
+                                 compile=True, epochs=1, batch_size=5, eval_batch_size=5)
+    fit(config, progress=False, log=None)
+    assert shapes == {"train": {5}, "eval": {5}}
