@@ -95,14 +95,14 @@ def test_batched_reads_equal_item_reads(tmp_path, cache, dtype):
 
 def test_uint8_items_convert_on_the_device_to_the_float_items():
     from petlib.data import SAMPLE_ROOT
-    from petlib.engine import _to_device, make_loaders
+    from petlib.engine import make_loaders, to_device
 
     config = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=32, batch_size=4, cache=True, num_workers=0)
     device = torch.device("cpu")
     as_float = next(iter(make_loaders(config, device, modes=("valid",))["valid"]))
     as_uint8 = next(iter(make_loaders(config, device, modes=("valid",), dtype=torch.uint8)["valid"]))
     assert as_uint8["image"].dtype == torch.uint8 and as_uint8["image"].element_size() * 4 == as_float["image"].element_size()
-    images, masks = _to_device(as_uint8, device, channels_last=False)
+    images, masks = to_device(as_uint8, device, channels_last=False)
     assert torch.equal(images, as_float["image"]) and torch.equal(masks, as_float["mask"])
 
 

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from .. import engine
 from ..config import TrainConfig
-from ..engine import _autocast, _build_optimizer, _to_device
+from ..device import autocast
+from ..engine import build_optimizer, to_device
 from ..losses import build_loss
 from ..models import build_model
 from ..timing import synchronize, time_forward
@@ -120,13 +121,13 @@ class Runner:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.train_model = torch.compile(model, mode=candidate.compile_mode) if candidate.compile else model
-        self.optimizer = _build_optimizer(config, model, fused=candidate.fused_optimizer)
+        self.optimizer = build_optimizer(config, model, fused=candidate.fused_optimizer)
         self.loss_fn = build_loss(config.loss)
         self.scaler = torch.amp.GradScaler(device.type) if candidate.amp_dtype == torch.float16 else None
         self.train_batch = random_batch(batch_size, size, device)
         # Evaluation runs at twice the training batch, as the engine's does; converted to float
         # (and channels_last) once here, so that inference times the network alone.
-        self.eval_images, _ = _to_device(random_batch(2 * batch_size, size, device), device, candidate.channels_last)
+        self.eval_images, _ = to_device(random_batch(2 * batch_size, size, device), device, candidate.channels_last)
 
     def _set_cudnn(self) -> None:
         if self.device.type == "cuda":
@@ -148,7 +149,7 @@ class Runner:
     def infer(self, steps: int) -> float:
         """Seconds for ``steps`` forward passes in eval and inference mode (eval batch)."""
         self._set_cudnn()
-        with _autocast(self.device, self.candidate.amp_dtype):
+        with autocast(self.device, self.candidate.amp_dtype):
             return time_forward(self.model, self.eval_images, steps)
 
 

@@ -35,7 +35,7 @@ def _time_loader(loader: DataLoader, augment: Augment | None) -> float:
     for batch in loader:
         if augment is not None:
             images, masks = batch["image"], batch["mask"]
-            if images.dtype == torch.uint8:  # as the engine's _to_device converts them
+            if images.dtype == torch.uint8:  # as engine.to_device converts them
                 images, masks = images.float().div_(255), masks.float()
             augment(images, masks)
         count += batch["image"].shape[0]
