@@ -48,8 +48,13 @@ def test_cuda_defaults_resolve_without_a_gpu(monkeypatch, bf16):
     cuda = bench.petlib_candidate("resnet34_unet", torch.device("cuda"))
     assert cuda.amp_dtype == (torch.bfloat16 if bf16 else torch.float16)
     assert cuda.channels_last and cuda.cudnn_benchmark and cuda.fused_optimizer and not cuda.compile
+    # A CPU without native bf16 (faked): float32, and channels-last only where the probe found it faster.
+    from petlib import device
+    emulated = device.CpuProbe(native_bf16=False, float32_s=1.0, bf16_s=None, channels_last_s=1.0,
+                               use_bf16=False, use_channels_last=False)
+    monkeypatch.setattr(device, "probe_cpu", lambda: emulated)
     cpu = bench.petlib_candidate("resnet34_unet", torch.device("cpu"))
-    assert cpu.amp_dtype is None and not cpu.channels_last  # bf16 is emulated on most CPUs
+    assert cpu.amp_dtype is None and not cpu.channels_last
     assert cpu.fused_optimizer  # measured faster for training on the CPU too
     off = bench.petlib_candidate("unet", torch.device("cuda"), TrainConfig(amp="off", channels_last="off"))
     assert off.amp_dtype is None and not off.channels_last
