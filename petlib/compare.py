@@ -23,7 +23,8 @@ from torch import nn
 from .checkpoint import load_checkpoint, load_model
 from .config import TrainConfig
 from .data import SplitEntry, trimap_to_mask
-from .engine import pick_device, read_history
+from .device import pick_device
+from .engine import read_history
 from .inference import evaluate_model
 from .models import count_parameters
 from .notebook import MODEL_LABELS, QUICK_DIR, QUICK_ENV

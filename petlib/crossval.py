@@ -125,7 +125,8 @@ def run_fold(
     """Train ``config`` on the trainval images outside ``fold`` and score its best checkpoint
     on ``fold``; write and return the run's record (skipped if written earlier). The checkpoint
     is deleted after scoring unless ``keep_checkpoint``."""
-    from .engine import evaluate, fit, make_loaders, pick_device  # the engine only when training
+    from .device import pick_device
+    from .engine import evaluate, fit, make_loaders  # the engine only when training
 
     path = record_path(out_dir, candidate, seed, fold)
     if path.exists():

@@ -623,6 +623,3 @@ def fit(
     return FitResult(model, history, best_path, last_path if config.save_last else None, history_path, best_dice,
                      curves_file=curves.written, curves_skipped=curves.skipped, card_file=card_file)
 
-
-# The benchmark's old spellings, until it imports the public names.
-_autocast, _build_optimizer, _to_device = autocast, build_optimizer, to_device

@@ -43,7 +43,8 @@ from .cli import add_progress_flags, argument_parser, option, run_main, show_pro
 from .config import RECIPES, TrainConfig, recipe
 from .crossval import CANDIDATES, format_summary, load_records, parse_candidate, parse_value, run_fold, summarise
 from .data import SAMPLE_ROOT
-from .engine import evaluate, fit, make_loaders, pick_device, seed_everything
+from .device import pick_device, seed_everything
+from .engine import evaluate, fit, make_loaders
 from .inference import score_at_original_size
 from .losses import build_loss
 from .models import MODELS, build_model

@@ -26,7 +26,8 @@ from .cli import (
 from .config import TrainConfig
 from .console import prog
 from .data import DEFAULT_ROOT, MODES, OxfordPetSegmentation
-from .engine import autocast_dtype, evaluate, pick_device
+from .device import autocast_dtype, pick_device
+from .engine import evaluate
 from .models import MODELS
 
 __all__ = ["evaluate_checkpoint", "evaluate_model", "validated_tta", "describe_tta", "score_at_original_size", "main"]

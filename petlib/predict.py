@@ -35,7 +35,8 @@ from .cli import Switch, add_tta_flag, argument_parser, option, run_main, tta_ch
 from .config import TrainConfig
 from .console import prog
 from .data import read_image
-from .engine import pick_device, predict_logits
+from .device import pick_device
+from .engine import predict_logits
 from .inference import describe_tta, validated_tta
 from .models import eval_mode
 from .plotting import overlay

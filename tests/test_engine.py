@@ -266,7 +266,7 @@ def test_recipes_and_config_json_round_trip(tmp_path):
 def test_fused_optimizer_updates_like_the_default_one(optimizer):
     # The fused update (petlib's default on CUDA and CPU) is a speed option only: the same
     # step as torch's default implementation, up to float rounding.
-    from petlib.engine import _build_optimizer
+    from petlib.engine import build_optimizer
 
     config = TrainConfig(model="unet", optimizer=optimizer, lr=1e-2, weight_decay=1e-2)
     torch.manual_seed(0)
@@ -275,7 +275,7 @@ def test_fused_optimizer_updates_like_the_default_one(optimizer):
     models = [torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
                                   torch.nn.Conv2d(4, 1, 1))]
     models.append(copy.deepcopy(models[0]))
-    optimizers = [_build_optimizer(config, models[0], fused=False), _build_optimizer(config, models[1], fused=True)]
+    optimizers = [build_optimizer(config, models[0], fused=False), build_optimizer(config, models[1], fused=True)]
     assert optimizers[1].defaults["fused"] and not optimizers[0].defaults["fused"]
     images = torch.rand(2, 3, 8, 8)
     for _ in range(3):

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .. import engine
 from ..config import TrainConfig
-from ..device import autocast
+from ..device import autocast, speed_options
 from ..engine import build_optimizer, to_device
 from ..losses import build_loss
 from ..models import build_model
@@ -77,7 +77,7 @@ class Candidate:
 def petlib_candidate(model: str, device: torch.device, config: TrainConfig | None = None) -> Candidate:
     """petlib as :func:`~petlib.engine.fit` runs it on ``device`` with ``config``'s speed options."""
     config = config or TrainConfig()
-    options = engine.speed_options(config, device)
+    options = speed_options(config, device)
     return Candidate(
         "petlib", model, amp_dtype=options.amp_dtype, channels_last=options.channels_last,
         compile=config.compile, compile_mode=config.compile_mode, cudnn_benchmark=options.cudnn_benchmark,

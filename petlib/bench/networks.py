@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..engine import autocast_dtype
+from ..device import autocast_dtype
 from ..tables import format_table
 from .cells import mib, percent, rate, ratio
 from .flops import count_flops, matmul_flops

@@ -18,7 +18,7 @@ import petlib.bench
 from ..cli import Switch, argument_parser, option
 from ..config import TrainConfig
 from ..data import SAMPLE_ROOT
-from ..engine import pick_device
+from ..device import pick_device
 from ..models import MODELS
 from .epoch import section_epoch
 from .flops import count_flops
