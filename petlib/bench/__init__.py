@@ -6,43 +6,61 @@
 
 prints markdown tables:
 
+* **What "auto" chose.** The speed options :func:`petlib.device.speed_options` resolves on this
+  machine, its ``reason``, the CPU probe's figures (:func:`petlib.device.probe_cpu`), the CPU's
+  name and its bf16 flags (``avx512_bf16``, ``amx_bf16``).
+* **Peak arithmetic rate**, per precision (fp32, bf16; TF32 on CUDA): the best of several dense
+  matmul sizes and repeats, beside NVIDIA's datasheet figure where one is known.
 * **Networks.** For each network and size: training images/second (forward, backward and
   optimiser step after warm-up), inference images/second and peak memory, for petlib with its
-  defaults on this device and, in the same process, for the peer:
-  ``segmentation_models_pytorch.Unet("resnet34", encoder_weights=None, classes=1)`` (the same
-  architecture as petlib's ResNet34-UNet; ``pip install -e ".[bench]"``) and, for the UNet,
-  petlib's own UNet with every speed option off (plain float32, the lab's way). Each row has
-  the ratio ours/peer and the share of the machine's peak reached: the FLOPs of a step, counted
-  with :mod:`torch.utils.flop_counter`, per second, against a dense matmul timed in this run.
+  defaults on this device and, in the same process, for whom it is compared with. For the
+  ResNet34-UNet: ``segmentation_models_pytorch.Unet("resnet34", encoder_weights=None, classes=1)``
+  (the same architecture; ``pip install -e ".[bench]"``) **with the same speed options** as
+  petlib -- the headline, code against code -- and the same as its users run it (float32,
+  torch's defaults). For the UNet, which has no outside peer: petlib's UNet with every speed
+  option off, an ablation of the options. Every rate shows the median and min-max of its
+  repeats; every ratio petlib / that row, repeat by repeat, with its min-max, and "no
+  difference" where that spread includes 1.0. % of peak: the FLOPs of a step, counted with
+  :mod:`torch.utils.flop_counter`, per second, against the measured peak of the arithmetic the
+  row runs (and the datasheet's, where known).
 * **Speed options.** The ResNet34-UNet with each option of :class:`~petlib.config.TrainConfig`
   flipped, the evidence for what ``"auto"`` turns on on this device.
-* **torch.compile** (``--compile``): compile time, steady-state speed-up, and how many training
-  images it takes to win the compile time back.
-* **Data loader.** Images/second at 256 px from JPEGs and from the decode-once cache, alone and
-  followed by the default augmentation on the CPU.
+* **torch.compile** (``--compile``): compile time (every warm-up step until steps are steady,
+  so CUDA-graph recording counts), steady-state speed-up, and how many training images it
+  takes to win the compile time back.
+* **Data loader**, at real scale: images/second at 256 px on the whole shipped sample and on a
+  synthetic set of ``--synthetic_full`` full-size JPEGs (default 7,390, the full dataset's
+  count), from JPEGs in process, with 4 worker processes and with one per core (pinned memory
+  where there is a GPU), and from the decode-once cache; the GPU's data wait quoted from an
+  earlier GPU report where one exists in ``benchmarks/results`` (never estimated).
 * **Epoch.** Real epochs of :func:`~petlib.engine.fit` on the shipped sample, split into time
   waiting for the loader, augmenting, and the rest.
 
 The package, by job: :mod:`~petlib.bench.harness` (what is timed and how),
 :mod:`~petlib.bench.flops` (FLOPs, FLOP/s and the datasheet figures), :mod:`~petlib.bench.memory`,
-one module per section (:mod:`~petlib.bench.networks`, :mod:`~petlib.bench.loader`,
-:mod:`~petlib.bench.epoch`) and :mod:`~petlib.bench.report`, the command line.
+one module per section (:mod:`~petlib.bench.machine`, :mod:`~petlib.bench.networks`,
+:mod:`~petlib.bench.loader`, :mod:`~petlib.bench.epoch`), :mod:`~petlib.bench.cells` (how figures
+and spreads print) and :mod:`~petlib.bench.report`, the command line.
 
 Both contenders run the same training step (:func:`~petlib.engine.train_one_epoch` with
 petlib's loss, AdamW and gradient clipping) on the same uint8 batch already on the device, so
-the ratio measures the network and its speed options only. Figures are medians over
-``--repeats``, ours and the peer alternating within each repeat so that a busy machine slows
-both alike, and each built afresh for every repeat so that no ratio rests on one build.
+the ratio measures the network and its speed options only. Figures are medians (min-max) over
+``--repeats``, the rows compared alternating within each repeat so that a busy machine slows
+them alike, and each built afresh for every repeat so that no ratio rests on one build.
 """
 from __future__ import annotations
 
 from .flops import count_flops, matmul_flops
-from .harness import Candidate, Runner, Throughput, measure, peer_candidate, petlib_candidate, smp_available
+from .harness import (
+    Candidate, Runner, Throughput, measure, peer_candidate, peer_candidates, petlib_candidate, same_options_peer,
+    smp_available,
+)
 from .memory import peak_memory_mib
 from .report import build_parser, main
 from .settings import Settings
 
 __all__ = [
-    "Candidate", "petlib_candidate", "peer_candidate", "smp_available", "Runner", "Throughput", "measure",
+    "Candidate", "petlib_candidate", "peer_candidate", "same_options_peer", "peer_candidates", "smp_available",
+    "Runner", "Throughput", "measure",
     "count_flops", "matmul_flops", "peak_memory_mib", "Settings", "build_parser", "main",
 ]

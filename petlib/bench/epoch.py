@@ -53,15 +53,23 @@ def section_epoch(s: Settings, print_: Callable[[str], None]) -> None:
     timed: dict[str, _TimedIterable] = {}
     augment_seconds: list[float] = []
     setup: list[float] = []
-    real_make_loaders = engine.make_loaders
+    # fit builds its loaders through engine.make_loaders (a dict of loaders by mode); should it
+    # call data.load_dataset directly instead (one loader a call), wrap that name in engine.
+    builder = "make_loaders" if hasattr(engine, "make_loaders") else "load_dataset"
+    real_builder = getattr(engine, builder)
 
-    def make_loaders(*args, **kwargs):
+    def wrap(loader: Any) -> _TimedIterable:
+        mode = getattr(getattr(loader, "dataset", None), "mode", f"loader {len(timed)}")
+        timed[mode] = _TimedIterable(loader)
+        return timed[mode]
+
+    def timed_builder(*args, **kwargs):
         start = time.perf_counter()
-        loaders = real_make_loaders(*args, **kwargs)
+        loaders = real_builder(*args, **kwargs)
         setup.append(time.perf_counter() - start)  # includes decoding the images into the cache
-        for mode, loader in loaders.items():
-            timed[mode] = loaders[mode] = _TimedIterable(loader)
-        return loaders
+        if isinstance(loaders, dict):
+            return {mode: wrap(loader) for mode, loader in loaders.items()}
+        return wrap(loaders)
 
     class TimedAugment(Augment):
         def __call__(self, images, masks, generator=None):
@@ -76,13 +84,13 @@ def section_epoch(s: Settings, print_: Callable[[str], None]) -> None:
                          batch_size=s.epoch_batch_size, epochs=s.epochs, out_dir=out, device=str(s.device),
                          cache=True)
         # Wrap fit's own loaders and augmentation, so that what is timed is a real epoch of fit.
-        with mock.patch.object(engine, "make_loaders", make_loaders), mock.patch.object(engine, "Augment", TimedAugment):
+        with mock.patch.object(engine, builder, timed_builder), mock.patch.object(engine, "Augment", TimedAugment):
             result = engine.fit(config, progress=False, log=None)
     steps = len(timed["train"])
     print_(f"## Epochs of `fit` ({model}, {s.epoch_size} px, batch {config.batch_size}, "
            f"{len(timed['train'].dataset)} train + {len(timed['valid'].dataset)} valid images, {s.device.type})\n")
     print_(f"Loader wait: time blocked on the next batch (train and validation). The loaders and the "
-           f"cache were built once before the first epoch in {setup[0]:.2f} s. Augmentation is timed "
+           f"cache were built once before the first epoch in {sum(setup):.2f} s. Augmentation is timed "
            + ("on the CPU." if s.device.type == "cpu" else "only on the CPU (asynchronous on a GPU).") + "\n")
     rows = []
     for epoch, row in enumerate(result.history):

@@ -17,7 +17,8 @@ from ..timing import synchronize
 from .harness import Candidate
 
 __all__ = [
-    "H100_BF16_DENSE_FLOPS", "A100_RESNET50_AMP_IMAGES_S", "A100_BF16_DENSE_FLOPS", "count_flops", "matmul_flops",
+    "H100_BF16_DENSE_FLOPS", "A100_RESNET50_AMP_IMAGES_S", "A100_BF16_DENSE_FLOPS", "DATASHEET_DENSE_FLOPS",
+    "count_flops", "matmul_flops", "peak_matmul_flops", "precision_of", "precision_dtype", "datasheet_peak",
     "resnet50_training_flops",
 ]
 
@@ -50,8 +51,8 @@ def count_flops(candidate: Candidate, size: int, config: TrainConfig | None = No
     return train / batch, counter.get_total_flops() / batch
 
 
-def matmul_flops(device: torch.device, dtype: torch.dtype, n: int, repeats: int) -> float:
-    """FLOP/s of a dense ``n x n`` matmul in ``dtype`` (median over ``repeats``)."""
+def matmul_flops(device: torch.device, dtype: torch.dtype, n: int, repeats: int, best: bool = False) -> float:
+    """FLOP/s of a dense ``n x n`` matmul in ``dtype`` (median over ``repeats``; their best with ``best``)."""
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=generator).to(device, dtype)
     b = torch.randn(n, n, generator=generator).to(device, dtype)
@@ -70,6 +71,63 @@ def matmul_flops(device: torch.device, dtype: torch.dtype, n: int, repeats: int)
         synchronize(device)
         rates.append(2 * n**3 * calls / (time.perf_counter() - start))
     return statistics.median(rates)
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """The tensor dtype a precision's matmul runs on: TF32 is float32 tensors on tensor cores."""
+    return {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def precision_of(amp_dtype: torch.dtype | None, device: torch.device) -> str:
+    """The arithmetic a row's convolutions run in: ``bf16``/``fp16`` under autocast; in float32
+    ``tf32`` on CUDA where cuDNN may use TF32 for convolutions (PyTorch's default,
+    ``torch.backends.cudnn.allow_tf32``), else ``fp32``."""
+    if amp_dtype is not None:
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
+    if device.type == "cuda" and torch.backends.cudnn.allow_tf32:
+        return "tf32"
+    return "fp32"
+
+
+def peak_matmul_flops(device: torch.device, precision: str, sizes: list[int], repeats: int) -> dict[int, float]:
+    """The best FLOP/s of dense ``n x n`` matmuls in ``precision``, for each ``n`` of ``sizes``
+    (best of ``repeats``; the peak is the best of them all). ``tf32`` times float32 matmuls
+    with TF32 allowed (``torch.set_float32_matmul_precision("high")``)."""
+    dtype = precision_dtype(precision)
+    saved = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
+    try:
+        return {n: matmul_flops(device, dtype, n, repeats, best=True) for n in sizes}
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
+#: Dense (no sparsity) peaks from NVIDIA's datasheets, FLOP/s, by precision: H100 SXM5 and H200
+#: (FP32 67, TF32 494.7, BF16/FP16 989.4 TFLOPS: half the "with sparsity" figures), H100 PCIe
+#: (51, 378, 756), A100 (19.5, 156, 312).
+DATASHEET_DENSE_FLOPS: dict[str, dict[str, float]] = {
+    "H100 SXM": {"fp32": 67e12, "tf32": 494.7e12, "bf16": H100_BF16_DENSE_FLOPS, "fp16": H100_BF16_DENSE_FLOPS},
+    "H100 PCIe": {"fp32": 51e12, "tf32": 378e12, "bf16": 756e12, "fp16": 756e12},
+    "H200": {"fp32": 67e12, "tf32": 494.7e12, "bf16": 989.4e12, "fp16": 989.4e12},
+    "A100": {"fp32": 19.5e12, "tf32": 156e12, "bf16": 312e12, "fp16": 312e12},
+}
+
+
+def datasheet_peak(device_name: str, precision: str) -> tuple[str, float] | None:
+    """(the datasheet entry, its dense peak) for a device's name, or ``None`` where none is known
+    (every CPU; a GPU not in :data:`DATASHEET_DENSE_FLOPS`, or an H100 other than SXM/PCIe)."""
+    name = device_name.upper()
+    if "H200" in name:
+        key = "H200"
+    elif "H100" in name and "PCIE" in name:
+        key = "H100 PCIe"
+    elif "H100" in name and not any(other in name for other in ("NVL", "PCIE")):
+        key = "H100 SXM"
+    elif "A100" in name:
+        key = "A100"
+    else:
+        return None
+    return key, DATASHEET_DENSE_FLOPS[key][precision]
 
 
 def resnet50_training_flops() -> float:

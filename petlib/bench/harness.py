@@ -1,6 +1,11 @@
 """What the benchmark times, and how: a way of running a network (:class:`Candidate`), its
 model, optimiser and batches on the device (:class:`Runner`), and :func:`measure`, which times
-candidates in turn and keeps medians.
+candidates in turn and keeps every repeat (the tables show medians and their min-max).
+
+Whom petlib is compared with (:func:`peer_candidates`): for the ResNet34-UNet, smp's Unet with
+**the same speed options** as petlib (the headline: the code against the code) and smp as its
+users run it (float32, torch's defaults); for the UNet, which has no outside peer, petlib
+itself with every option off -- an ablation of the options, not a peer.
 
 Both contenders run the same training step (:func:`~petlib.engine.train_one_epoch` with
 petlib's loss, AdamW and gradient clipping) on the same uint8 batch already on the device, so
@@ -11,8 +16,8 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
@@ -26,8 +31,9 @@ from ..models import build_model
 from ..timing import synchronize, time_forward
 
 __all__ = [
-    "PEER", "PEER_MODEL", "Candidate", "petlib_candidate", "smp_available", "peer_candidate", "random_batch",
-    "Runner", "Throughput", "measure",
+    "PEER", "PEER_MODEL", "SAME_OPTIONS", "AS_USERS_RUN_IT", "ABLATION", "Candidate", "petlib_candidate",
+    "smp_available", "peer_candidate", "same_options_peer", "peer_candidates", "random_batch", "Runner",
+    "Throughput", "measure", "steady_warmup",
 ]
 
 #: The peer of petlib's ResNet34-UNet, as the report names it.
@@ -93,12 +99,35 @@ def smp_available() -> bool:
     return True
 
 
+#: Labels of the comparison rows.
+SAME_OPTIONS = "smp, same options"
+AS_USERS_RUN_IT = "smp"
+ABLATION = "ablation: petlib, options off"
+
+
 def peer_candidate(model: str) -> Candidate | None:
-    """The peer of ``model``: smp's Unet for the ResNet34-UNet (``None`` without smp), and
-    petlib's UNet with every speed option off for the UNet."""
+    """The plain float32 comparison of ``model``: smp's Unet as its users run it for the
+    ResNet34-UNet (``None`` without smp), and for the UNet petlib's own UNet with every speed
+    option off (an ablation, labelled so)."""
     if model == PEER_MODEL:
-        return Candidate("smp", model, source="smp", cudnn_benchmark=False) if smp_available() else None
-    return Candidate("petlib, options off", model, cudnn_benchmark=False)
+        return Candidate(AS_USERS_RUN_IT, model, source="smp", cudnn_benchmark=False) if smp_available() else None
+    return Candidate(ABLATION, model, cudnn_benchmark=False)
+
+
+def same_options_peer(ours: Candidate) -> Candidate | None:
+    """smp's Unet with exactly ``ours``'s speed options (autocast dtype, channels-last, fused
+    AdamW, cudnn.benchmark, compile): ``None`` without smp or for a network smp has no twin of."""
+    if ours.model != PEER_MODEL or not smp_available():
+        return None
+    return replace(ours, label=SAME_OPTIONS, source="smp")
+
+
+def peer_candidates(ours: Candidate) -> list[Candidate]:
+    """Whom ``ours`` is compared with, the headline first: smp with the same options, then smp
+    as its users run it (float32) for the ResNet34-UNet; the options-off ablation for the UNet."""
+    same = same_options_peer(ours)
+    plain = peer_candidate(ours.model)
+    return [c for c in (same, plain) if c is not None]
 
 
 def random_batch(batch_size: int, size: int, device: torch.device) -> dict[str, Tensor]:
@@ -158,9 +187,33 @@ def _warmup_steps(device: torch.device) -> int:
     return 3 if device.type == "cuda" else 1
 
 
+def steady_warmup(step: Callable[[], float], min_steps: int, max_steps: int = 30, window: int = 3,
+                  tolerance: float = 0.15) -> list[float]:
+    """Run ``step`` (returns its seconds) until it is steady; the seconds of every step run.
+
+    Steady: the last ``window`` steps are each within ``tolerance`` of their fastest, after at
+    least ``min_steps``. For a compiled model the warm-up is more than the first step:
+    ``reduce-overhead`` records its CUDA graphs in later steps, and guards may recompile, so
+    the cost of compiling is every warm-up step less as many steady ones.
+    """
+    times: list[float] = []
+    while len(times) < max_steps:
+        times.append(step())
+        if len(times) >= max(min_steps, window + 1):
+            last = times[-window:]
+            if max(last) <= (1 + tolerance) * min(last):
+                break
+    return times
+
+
 @dataclass
 class Throughput:
-    """Medians of one candidate at one size; ``first_step_s`` includes any compilation."""
+    """One candidate at one size: medians and every repeat (images/s).
+
+    ``first_step_s``: the first training step (includes any compilation); ``warmup_s`` and
+    ``warmup_steps``: the whole warm-up until steady (for compiled candidates, see
+    :func:`steady_warmup`; else the fixed warm-up); ``step_s``: a steady step.
+    """
 
     train: float  # images/s
     infer: float  # images/s
@@ -168,13 +221,20 @@ class Throughput:
     infer_runs: list[float] = field(default_factory=list)
     first_step_s: float = float("nan")
     step_s: float = float("nan")
+    warmup_s: float = float("nan")
+    warmup_steps: int = 0
+
+    @property
+    def compile_s(self) -> float:
+        """The warm-up's cost over steady steps: every warm-up step less as many steady ones."""
+        return self.warmup_s - self.warmup_steps * self.step_s
 
 
 def measure(
     candidates: Sequence[Candidate], device: torch.device, size: int, batch_size: int, repeats: int,
     config: TrainConfig, seconds: float = 1.0, infer: bool = True, fresh: bool = True,
 ) -> list[Throughput]:
-    """Training and inference images/second of each candidate, interleaved, medians over ``repeats``.
+    """Training and inference images/second of each candidate, interleaved, over ``repeats``.
 
     Each repeat runs as many steps as fill about ``seconds`` (at least one), candidates taking
     turns in an order that reverses every repeat. With ``fresh`` every repeat builds each
@@ -186,24 +246,29 @@ def measure(
     def build(candidate: Candidate) -> Runner:
         return Runner(candidate, device, size, batch_size, config)
 
-    def warm_up(runner: Runner) -> tuple[float, float]:
-        """(seconds of the first step, of a steady step); the inference warm-up too."""
-        first = runner.train(1)
-        for _ in range(_warmup_steps(device) - 1):
-            runner.train(1)
-        step = runner.train(1)
+    def warm_up(runner: Runner, until_steady: bool = False) -> tuple[float, float, list[float]]:
+        """(seconds of the first step, of a steady step, of every warm-up step); the inference
+        warm-up too. ``until_steady`` (compiled candidates): step until steady, so that the
+        whole compile cost is counted (CUDA-graph recording comes after the first step)."""
+        if until_steady:
+            window = 3
+            times = steady_warmup(lambda: runner.train(1), min_steps=_warmup_steps(device) + window, window=window)
+            warmup, step = times[:-window], statistics.median(times[-window:])
+        else:
+            warmup = [runner.train(1) for _ in range(_warmup_steps(device))]
+            step = runner.train(1)
         if infer:
             for _ in range(_warmup_steps(device)):
                 runner.infer(1)
-        return first, step
+        return warmup[0], step, warmup
 
     runners: list[Runner | None] = [None] * len(candidates)
-    plans = []  # (first step s, steady step s, training steps a repeat, inference steps a repeat)
+    plans = []  # (first step s, steady step s, training steps a repeat, inference steps a repeat, warm-up)
     for i, candidate in enumerate(candidates):
         runner = build(candidate)
-        first, step = warm_up(runner)
+        first, step, warmup = warm_up(runner, until_steady=candidate.compile)
         infer_steps = max(1, round(seconds / runner.infer(1))) if infer else 0
-        plans.append((first, step, max(1, round(seconds / step)), infer_steps))
+        plans.append((first, step, max(1, round(seconds / step)), infer_steps, warmup))
         runners[i] = None if fresh else runner
         del runner
     train_runs: list[list[float]] = [[] for _ in candidates]
@@ -215,8 +280,8 @@ def measure(
             if runner is None:
                 gc.collect()
                 runner = build(candidates[i])
-                warm_up(runner)
-            _, _, train_steps, infer_steps = plans[i]
+                warm_up(runner, until_steady=candidates[i].compile)
+            _, _, train_steps, infer_steps, _ = plans[i]
             train_runs[i].append(train_steps * batch_size / runner.train(train_steps))
             if infer:
                 infer_runs[i].append(infer_steps * 2 * batch_size / runner.infer(infer_steps))
@@ -226,7 +291,8 @@ def measure(
     return [
         Throughput(
             train=statistics.median(t), infer=statistics.median(v) if v else float("nan"),
-            train_runs=t, infer_runs=v, first_step_s=plan[0], step_s=plan[1],
+            train_runs=t, infer_runs=v, first_step_s=plan[0], step_s=plan[1], warmup_s=sum(plan[4]),
+            warmup_steps=len(plan[4]),
         )
         for t, v, plan in zip(train_runs, infer_runs, plans)
     ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -23,7 +22,8 @@ from ..models import MODELS
 from .epoch import section_epoch
 from .flops import count_flops
 from .harness import PEER_MODEL, petlib_candidate, smp_available
-from .loader import section_loader
+from .loader import FULL_DATASET_IMAGES, section_loader
+from .machine import device_name, section_auto
 from .networks import section_compile, section_networks, section_options, section_peak
 from .settings import Settings
 
@@ -31,15 +31,6 @@ __all__ = ["build_parser", "main"]
 
 
 def _header(s: Settings, argv: Sequence[str]) -> str:
-    if s.device.type == "cuda":
-        name = torch.cuda.get_device_name(s.device)
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
     versions = f"torch {torch.__version__}"
     if smp_available():
         import segmentation_models_pytorch as smp
@@ -48,8 +39,9 @@ def _header(s: Settings, argv: Sequence[str]) -> str:
     return (
         f"# petlib benchmark, {datetime.date.today().isoformat()}\n\n"
         f"`python -m petlib.bench {' '.join(argv)}`\n\n"
-        f"Device: {s.device} ({name}); {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads; "
-        f"{versions}. Figures are medians of {s.repeats} repeat(s), ours and the peer alternating.\n"
+        f"Device: {s.device} ({device_name(s.device)}); {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch "
+        f"threads; {versions}. Figures are medians (min-max) of {s.repeats} repeat(s), the rows compared "
+        f"alternating inside each repeat.\n"
     )
 
 
@@ -71,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dataset for the loader and epoch sections (default: the shipped sample)")
     parser.add_argument(*option("out_file", "--out"), type=Path, default=None,
                         help="also write the report to this markdown file")
+    parser.add_argument(*option("synthetic_full"), type=int, default=FULL_DATASET_IMAGES,
+                        help="the loader section also reads a synthetic set of this many full-size JPEGs "
+                             "(default: the full dataset's count; 0: none)")
+    parser.add_argument(*option("synthetic_source"), type=Path, default=None,
+                        help="full-size images to build the synthetic set from (default: the shared originals "
+                             "where present, else --data_path, scaled up to 500 px)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one repeat, to check that it runs")
     return parser
 
@@ -82,13 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = Settings(
         device=device, models=args.models, sizes=args.sizes, batch_size=args.batch_size, repeats=args.repeats,
         seconds=args.seconds, skip_peer=args.skip_peer, memory=args.memory, data_path=args.data_path,
-        # The sample's 14 training images: batches of 4 make an epoch of several steps.
+        # Batches of 4: an epoch of the sample has many steps, as a real epoch has.
         loader_size=256, loader_batch_size=TrainConfig().batch_size, epoch_size=256, epoch_batch_size=4, epochs=2,
-        matmul_n=8192 if device.type == "cuda" else 2048,
+        matmul_sizes=[4096, 8192, 16384] if device.type == "cuda" else [1024, 2048, 4096],
+        synthetic_full=args.synthetic_full, synthetic_source=args.synthetic_source,
     )
     if args.quick:
         s = replace(s, sizes=[32], batch_size=2, repeats=1, seconds=0.01, memory=s.memory and device.type != "cpu",
-                    loader_size=32, loader_batch_size=4, epoch_size=32, epochs=1, matmul_n=256)
+                    loader_size=32, loader_batch_size=4, epoch_size=32, epochs=1, matmul_sizes=[128, 256],
+                    synthetic_full=min(s.synthetic_full, 24))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     lines: list[str] = []
@@ -98,9 +98,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(text)
 
     print_(_header(s, argv))
+    section_auto(s, print_)
     if "networks" in args.sections:
-        peak, _ = section_peak(s, print_)
-        section_networks(s, peak, print_)
+        peaks = section_peak(s, print_)
+        section_networks(s, peaks, print_)
     if "options" in args.sections:
         section_options(s, print_)
     if args.compile or "compile" in args.sections:

@@ -29,5 +29,9 @@ class Settings:
     epoch_size: int
     epoch_batch_size: int
     epochs: int
-    matmul_n: int
+    matmul_sizes: list[int]
+    #: Images of the synthetic full-size set the loader section builds (0: none).
+    synthetic_full: int = 0
+    #: Where the synthetic set's images come from: full-size originals if there are any.
+    synthetic_source: Path | None = None
     config: TrainConfig = field(default_factory=TrainConfig)
