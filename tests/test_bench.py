@@ -19,14 +19,20 @@ def test_quick_run_prints_every_table_with_ratios(tmp_path, capsys):
     assert bench.main(["--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert out.read_text().strip() == printed.strip()
-    for heading in ("## Networks", "## Speed options", "## Data loader", "## Epochs of `fit`"):
+    for heading in ('## What "auto" chose', "## Peak arithmetic rate", "## Networks", "## Speed options",
+                    "## Data loader", "### The whole shipped sample (300 images)", "### A synthetic full-size set",
+                    "## Epochs of `fit`"):
         assert heading in printed
-    assert "train ours/peer" in printed and "infer ours/peer" in printed
-    assert "train % peak" in printed and "vs JPEG" in printed and "data share" in printed
-    rows = [line for line in printed.splitlines() if line.startswith("| unet | 32 | petlib |")]
-    assert len(rows) == 1 and rows[0].count("x |") >= 2  # train and inference ratios
+    assert "train: petlib / this" in printed and "infer: petlib / this" in printed and "Why: " in printed
+    assert "train % peak" in printed and "train % datasheet" in printed and "vs JPEG" in printed
+    assert "data share" in printed
+    rows = [line for line in printed.splitlines() if line.startswith("| unet | 32 | ablation: petlib, options off |")]
+    assert len(rows) == 1 and rows[0].count("(1 repeat) |") == 2  # train and inference ratios, one repeat
     if bench.smp_available():
-        assert any(line.startswith("| resnet34_unet | 32 | smp |") for line in printed.splitlines())
+        lines = printed.splitlines()
+        assert any(line.startswith("| resnet34_unet | 32 | smp, same options (headline peer) |") for line in lines)
+        assert any(line.startswith("| resnet34_unet | 32 | smp (as its users run it) | float32 |") for line in lines)
+        assert "-- the headline: **" in printed
 
 
 def test_without_smp_the_peer_row_says_how_to_install_it(monkeypatch, capsys):

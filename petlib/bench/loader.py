@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from ..data import OxfordPetSegmentation
+from ..data import OxfordPetSegmentation, read_split
 from ..tables import format_table
 from ..transforms import Augment
 from .cells import rate, rate_cell, rate_spread, ratio_spread, spread_cell
@@ -57,6 +57,7 @@ def _split_lines(root: Path) -> list[str]:
 def whole_split_root(data_path: Path, out: Path) -> Path:
     """A root under ``out`` whose ``test`` split is every image of ``data_path`` (trainval and
     test): links to its images and trimaps, and a split file of them all. Caches go to ``out``."""
+    read_split(data_path, "train")  # a clear error where there is no dataset
     root = out / "whole"
     (root / "annotations").mkdir(parents=True)
     (root / "images").symlink_to((data_path / "images").resolve(), target_is_directory=True)
