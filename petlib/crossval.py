@@ -145,11 +145,16 @@ def run_fold(
     loader = make_loaders(dataclasses.replace(config, augment=False), device, modes=("test",))["test"]
     scores = evaluate(model, loader, device, tta=config.tta, per_image=True)
     names = [loader.dataset.entries[i].name for i in scores["indices"].tolist()]
+    # The last epoch's weights too (fit returns them): whether picking the best epoch on a
+    # small validation split beats simply keeping the end of the schedule.
+    last = evaluate(run.model, loader, device, tta=config.tta, per_image=True)
     record = {
         "candidate": candidate, "seed": seed, "fold": fold, "folds": folds,
         "heldout_dice": scores["dice"], "heldout_iou": scores["iou"], "heldout_images": scores["count"],
         "val_dice": best["best_dice"], "best_epoch": best["epoch"], "minutes": minutes,
         "per_image_dice": dict(zip(names, scores["dice_per_image"].tolist())),
+        "heldout_dice_last": last["dice"], "heldout_iou_last": last["iou"],
+        "per_image_dice_last": dict(zip(names, last["dice_per_image"].tolist())),
         "config": {**config.to_dict(), "data_path": str(config.data_path)},
         "history": run.history,
     }
@@ -218,16 +223,29 @@ class Summary:
         return "no difference"
 
 
-def summarise(records: dict[str, list[dict[str, Any]]], baseline: str = "default") -> list[Summary]:
-    """A :class:`Summary` per candidate, paired with ``baseline`` run by run (same seed, same fold)."""
-    base = {(r["seed"], r["fold"]): r["heldout_dice"] for r in records.get(baseline, [])}
+#: Which weights of a run are scored: the best-validation checkpoint (what petlib keeps) or the last epoch's.
+SCORES = {"best": ("heldout_dice", "per_image_dice"), "last": ("heldout_dice_last", "per_image_dice_last")}
+
+
+def summarise(
+    records: dict[str, list[dict[str, Any]]], baseline: str = "default", score: str = "best"
+) -> list[Summary]:
+    """A :class:`Summary` per candidate, paired with ``baseline`` run by run (same seed, same fold).
+
+    ``score``: "best" scores each run's best-validation checkpoint, "last" its last epoch's
+    weights (runs recorded without them are left out).
+    """
+    key, per_image = SCORES[score]
+    records = {name: [r for r in runs if key in r] for name, runs in records.items()}
+    records = {name: runs for name, runs in records.items() if runs}
+    base = {(r["seed"], r["fold"]): r[key] for r in records.get(baseline, [])}
     out = []
     for name, runs in records.items():
-        scores = [r["heldout_dice"] for r in runs]
+        scores = [r[key] for r in runs]
         mean, se = mean_se(scores)
-        pooled = float(np.mean([d for r in runs for d in r["per_image_dice"].values()]))
+        pooled = float(np.mean([d for r in runs for d in r[per_image].values()]))
         summary = Summary(name, len(runs), mean, se, pooled, minutes=statistics.fmean(r["minutes"] for r in runs))
-        diffs = [r["heldout_dice"] - base[(r["seed"], r["fold"])] for r in runs if (r["seed"], r["fold"]) in base]
+        diffs = [r[key] - base[(r["seed"], r["fold"])] for r in runs if (r["seed"], r["fold"]) in base]
         if name != baseline and diffs:
             d, d_se = mean_se(diffs)
             half = t95(len(diffs) - 1) * d_se if len(diffs) > 1 else math.nan

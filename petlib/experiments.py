@@ -197,7 +197,8 @@ def cross_validate_command(args: Any, overrides: dict[str, Any]) -> int:
         return 0
     print(f"\n{args.model}, {args.image_size} px, {args.epochs} epochs, batch {args.batch_size}, "
           f"{args.folds}-fold cross-validation of {args.data_path}'s trainval images ({out})")
-    print(format_summary(summarise(records, baseline), baseline))
+    print(f"scored: each run's {'best-validation checkpoint' if args.score == 'best' else 'last epoch'} on its held-out fold")
+    print(format_summary(summarise(records, baseline, args.score), baseline))
     return 0
 
 
@@ -235,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="TrainConfig overrides for every candidate (e.g. amp=on subset=32)")
     cv.add_argument(*option("out_dir", "--out"), default="runs/cv", help="folder for the runs' records")
     cv.add_argument("--report", action="store_true", help="print the table of finished runs; train nothing")
+    cv.add_argument("--score", choices=("best", "last"), default="best",
+                    help="score each run's best-validation checkpoint (what petlib keeps) or its last epoch")
     add_progress_flags(cv)
     lrf = sub.add_parser("lr-find", help="learning-rate range test", formatter_class=parser.formatter_class)
     lrf.add_argument("--model", default="resnet34_unet", choices=list(MODELS))

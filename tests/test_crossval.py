@@ -84,3 +84,19 @@ def test_cv_command_on_a_tiny_setting_writes_records_and_resumes(tmp_path, capsy
     assert not list(tmp_path.rglob("*.pth"))  # checkpoints are deleted once scored
     # Run again: everything is on record, nothing trains.
     assert main(args + ["--report"]) == 0 and "| b | 2 |" in capsys.readouterr().out
+
+
+def test_the_last_epoch_can_be_scored_instead_and_runs_without_it_are_left_out():
+    def with_last(r, last):
+        return {**r, "heldout_dice_last": last, "per_image_dice_last": {"x": last}}
+
+    records = {
+        "default": [with_last(record("default", 0, 0.70), 0.80), with_last(record("default", 1, 0.72), 0.81),
+                    record("default", 2, 0.9)],  # recorded before last-epoch scores existed
+        "b": [with_last(record("b", 0, 0.71), 0.82), with_last(record("b", 1, 0.73), 0.84)],
+    }
+    best = {s.candidate: s for s in summarise(records, score="best")}
+    last = {s.candidate: s for s in summarise(records, score="last")}
+    assert best["default"].runs == 3 and last["default"].runs == 2
+    assert last["default"].mean == pytest.approx(0.805) and last["b"].diff == pytest.approx(0.025)
+    assert best["b"].diff == pytest.approx(0.01)
