@@ -22,7 +22,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, load_model
 from .config import TrainConfig
-from .data import SplitEntry, trimap_to_mask
+from .data import SplitEntry, is_sample, trimap_to_mask
 from .device import pick_device
 from .engine import read_history
 from .inference import evaluate_model
@@ -30,7 +30,7 @@ from .models import count_parameters
 from .notebook import MODEL_LABELS, QUICK_DIR, QUICK_ENV
 from .predict import predict_mask
 from .runpaths import RunPaths
-from .survey import is_sample, read_example
+from .survey import read_example
 from .tables import format_table
 from .timing import time_forward
 

@@ -1,11 +1,7 @@
-"""The Oxford-IIIT Pet dataset as binary pet/background segmentation.
+"""The Oxford-IIIT Pet dataset as binary pet/background segmentation, and its loaders.
 
-Reads the official release layout::
-
-    <root>/images/<name>.jpg                   RGB photos (a few are really GIF, PNG or grayscale)
-    <root>/annotations/trimaps/<name>.png      1 = pet, 2 = background, 3 = border
-    <root>/annotations/trainval.txt, test.txt  lines like "Abyssinian_100 1 1 1"
-
+:class:`OxfordPetSegmentation` reads the official release (its layout and files:
+:mod:`petlib.release`) and yields, per item, a dict of tensors of one fixed size ``(H, W)``:
 and yields, per item, a dict of tensors of one fixed size ``(H, W)``:
 
 - ``image``  float32 ``(3, H, W)`` in [0, 1]. **Not normalised**: the models subtract the
@@ -20,24 +16,18 @@ Splits follow segmentation_models_pytorch so that numbers compare: ``test`` is t
 0-based index is a multiple of 10 and ``train`` the rest.
 
 With ``cache=True`` (memory) or ``cache="disk"`` every item is decoded and resized once into
-uint8 arrays; after that an item costs a copy, not a JPEG decode. See
-:class:`OxfordPetSegmentation` for where the disk cache lives.
+uint8 arrays (:mod:`petlib.cache`); after that an item costs a copy, not a JPEG decode.
+:func:`load_dataset` is petlib's one way to build a DataLoader over it.
 
-The full dataset (~800 MB) is fetched with ``python -m petlib.data download --data_path <root>``;
+The full dataset (~800 MB) is fetched with ``python -m petlib.data download --data_path <root>``
+(:mod:`petlib.download`);
 a 300-image sample (three breeds, downsized) ships with the repository at
 :data:`SAMPLE_ROOT`, so that everything runs offline.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import os
-import tempfile
-import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,11 +35,16 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
-from tqdm.auto import tqdm
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
-from ._files import chmod_as_new_file
-from .cli import argument_parser, option, run_main, stderr_is_interactive
+from . import distributed as dist
+from .cache import DecodedCache, user_cache_dir
+from .cli import argument_parser, option, run_main
+from .download import DEFAULT_ROOT, MIRRORS, RESOURCES, DownloadError, download  # re-exported: petlib.data's names
+from .release import (  # re-exported: petlib.data's names
+    MODES, SAMPLE_ROOT, DatasetNotFoundError, SplitEntry, dataset_present, image_file, is_sample, read_image,
+    read_image_and_size, read_split, read_trimap, trimap_file,
+)
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -61,6 +56,10 @@ __all__ = [
     "DownloadError",
     "SplitEntry",
     "OxfordPetSegmentation",
+    "image_file",
+    "trimap_file",
+    "dataset_present",
+    "is_sample",
     "read_split",
     "read_image",
     "read_trimap",
@@ -70,184 +69,6 @@ __all__ = [
     "download",
     "main",
 ]
-
-DEFAULT_ROOT = Path("dataset/oxford-iiit-pet")
-# The sample lives in the repository, beside the package (absent from a wheel install).
-SAMPLE_ROOT = Path(__file__).resolve().parent.parent / "dataset" / "oxford-iiit-pet-sample"
-MODES = ("train", "valid", "test")
-
-# Official host first; the mirror serves the same files (same MD5) when the first is down.
-MIRRORS = (
-    "https://www.robots.ox.ac.uk/~vgg/data/pets/data/",
-    "https://thor.robots.ox.ac.uk/datasets/pets/",
-)
-# (archive name, MD5) of the official release.
-RESOURCES = (
-    ("images.tar.gz", "5c4f3ee8e5d25df40f4fd59a7f44e54c"),
-    ("annotations.tar.gz", "95a8c909bbe2e81eed6a22bccdf3f68f"),
-)
-
-_SPECIES = {1: "cat", 2: "dog"}
-_TRIMAP_VALUES = (1, 2, 3)
-# Bump when decoding or the cache layout changes, so that old disk caches are not reused.
-_CACHE_VERSION = 2
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The dataset root, one of its folders or its split file does not exist."""
-
-
-class DownloadError(RuntimeError):
-    """No mirror served an archive with the expected MD5."""
-
-
-def _not_found(root: Path, missing: Path) -> DatasetNotFoundError:
-    return DatasetNotFoundError(
-        f"Oxford-IIIT Pet not found: {missing.resolve()} does not exist.\n"
-        f"Expected {root.resolve()}/images/*.jpg and "
-        f"{root.resolve()}/annotations/{{trimaps/*.png, trainval.txt, test.txt}}.\n"
-        f"Download the dataset (~800 MB) with:\n"
-        f"    python -m petlib.data download --data_path {root}\n"
-        f"or use the 300-image sample shipped with petlib: petlib.data.SAMPLE_ROOT ({SAMPLE_ROOT})."
-    )
-
-
-# --------------------------------------------------------------------------- reading files
-
-
-@dataclass(frozen=True)
-class SplitEntry:
-    """One line of a split file, e.g. ``Abyssinian_100 1 1 1``.
-
-    Attributes:
-        name: file stem shared by the image and its trimap, e.g. ``"american_bulldog_10"``.
-        class_id: breed class, 1..37.
-        species: ``"cat"`` or ``"dog"``.
-        breed: human-readable breed from the name, e.g. ``"american_bulldog"``.
-    """
-
-    name: str
-    class_id: int
-    species: str
-    breed: str
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; valid modes are {', '.join(MODES)}")
-
-
-def _parse_split_file(path: Path) -> list[SplitEntry]:
-    entries = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            line = line.strip()
-            # list.txt starts with '#' comment lines; blank lines carry nothing.
-            if not line or line.startswith("#"):
-                continue
-            fields = line.split()
-            try:
-                name, class_id, species_id = fields[0], int(fields[1]), int(fields[2])
-                species = _SPECIES[species_id]
-            except (IndexError, ValueError, KeyError):
-                raise ValueError(
-                    f"{path}:{line_number}: expected 'NAME CLASS_ID SPECIES(1=cat,2=dog) BREED_ID', "
-                    f"got {line!r}"
-                ) from None
-            breed = name.rsplit("_", 1)[0]
-            entries.append(SplitEntry(name, class_id, species, breed))
-    return entries
-
-
-def read_split(root: str | Path, mode: str) -> list[SplitEntry]:
-    """The entries of split ``mode`` under ``root``, in file order.
-
-    ``test`` is ``annotations/test.txt``. ``train`` and ``valid`` split
-    ``annotations/trainval.txt`` deterministically, as segmentation_models_pytorch does:
-    line ``i`` (0-based) goes to ``valid`` when ``i % 10 == 0`` and to ``train`` otherwise.
-
-    Raises:
-        ValueError: unknown ``mode``, or a malformed line.
-        DatasetNotFoundError: ``root``, ``images/``, ``annotations/`` or the split file is missing.
-    """
-    _check_mode(mode)
-    root = Path(root)
-    for required in (root, root / "images", root / "annotations", root / "annotations" / "trimaps"):
-        if not required.is_dir():
-            raise _not_found(root, required)
-    split_file = root / "annotations" / ("test.txt" if mode == "test" else "trainval.txt")
-    if not split_file.is_file():
-        raise _not_found(root, split_file)
-    entries = _parse_split_file(split_file)
-    if mode == "train":
-        entries = [e for i, e in enumerate(entries) if i % 10 != 0]
-    elif mode == "valid":
-        entries = [e for i, e in enumerate(entries) if i % 10 == 0]
-    return entries
-
-
-def read_image(path: str | Path, min_size: tuple[int, int] | None = None) -> Image.Image:
-    """Open any image file as RGB, whatever its suffix says.
-
-    The release holds a GIF and an RGBA PNG named ``.jpg``, grayscale and CMYK JPEGs:
-    Pillow detects the real format from the bytes and ``convert("RGB")`` unifies them.
-
-    Args:
-        path: the image file.
-        min_size: ``(H, W)``. If given, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale
-            (much faster) as long as both sides stay at least this large.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        OSError: the file is not a readable image; the message names it.
-    """
-    return _read_image_and_size(path, min_size)[0]
-
-
-def _read_image_and_size(
-    path: str | Path, min_size: tuple[int, int] | None = None
-) -> tuple[Image.Image, tuple[int, int]]:
-    """:func:`read_image`, plus the file's own ``(width, height)`` (before any reduced decode)."""
-    try:
-        with Image.open(path) as image:
-            full_size = image.size
-            if min_size is not None:
-                # A no-op for non-JPEG formats. PIL takes (width, height).
-                image.draft("RGB", (min_size[1], min_size[0]))
-            # convert() forces the full decode inside the `with`, so truncated files fail here.
-            return image.convert("RGB"), full_size
-    except FileNotFoundError:
-        raise
-    except (OSError, SyntaxError, ValueError) as err:
-        raise OSError(f"cannot read image {path}: {err}") from err
-
-
-def read_trimap(path: str | Path) -> np.ndarray:
-    """Read a trimap PNG as a uint8 ``(H, W)`` array of values 1 (pet), 2 (background), 3 (border).
-
-    Raises:
-        ValueError: the file holds other values (or is not a single-channel image),
-            naming the file, so that a wrong annotation never trains silently.
-    """
-    try:
-        with Image.open(path) as image:
-            if image.mode not in ("L", "P", "I", "I;16"):
-                raise ValueError(f"trimap {path} has mode {image.mode}; expected one channel")
-            # For "P" images the stored indices are the labels; converting to "L" would map them
-            # through the palette instead.
-            trimap = np.asarray(image)
-    except (FileNotFoundError, ValueError):
-        raise
-    except (OSError, SyntaxError) as err:
-        raise OSError(f"cannot read trimap {path}: {err}") from err
-    if trimap.size and (trimap.min() < 1 or trimap.max() > 3):
-        found = sorted(set(np.unique(trimap).tolist()) - set(_TRIMAP_VALUES))
-        raise ValueError(
-            f"trimap {path} holds values {found[:10]} outside {{1, 2, 3}} "
-            f"(1 = pet, 2 = background, 3 = border)"
-        )
-    return trimap.astype(np.uint8)
-
 
 _Item = TypeVar("_Item")
 
@@ -274,8 +95,8 @@ def trimap_to_mask(trimap: _Array, dtype: torch.dtype = torch.float32) -> _Array
     Takes a numpy array or a tensor of trimap values (1, 2, 3; :func:`read_trimap` refuses
     others) of any shape; returns the same kind and shape, float32 (tensors: ``dtype``).
     """
-    # Pet and border are odd, background even: on integer trimaps one cheap op, which matters
-    # in the cached loader, where this runs on every batch (16x faster than two comparisons).
+    # Pet and border are odd, background even: on integer trimaps one bitwise op instead of two
+    # comparisons and an or, which matters in the cached loader, where this runs on every batch.
     if isinstance(trimap, Tensor):
         mask = (trimap == 1) | (trimap == 3) if trimap.is_floating_point() else trimap & 1
         return mask.to(dtype)
@@ -299,11 +120,6 @@ def _is_v2_transform(transform: Callable[..., Any]) -> bool:
     from torchvision.transforms import v2
 
     return isinstance(transform, v2.Transform)
-
-
-def _user_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "petlib"
 
 
 class OxfordPetSegmentation(Dataset):
@@ -383,22 +199,27 @@ class OxfordPetSegmentation(Dataset):
             self.entries = evenly_spaced(self.entries, subset)
         self._check_files_exist()
 
-        self.cache_path: Path | None = None
-        # (N, 4, H, W) uint8: R, G, B then the trimap, so one file holds an item. Planes, not
-        # pixels: an item's image is one contiguous block, copied to a batch without transposing.
-        self._cache_array: np.ndarray | None = None
+        self._cache: DecodedCache | None = None
+        description = f"Caching {self.mode} at {self.image_size[0]}x{self.image_size[1]}"
         if cache == "disk":
-            self._cache_array, self.cache_path = self._load_or_build_disk_cache()
+            files = [(entry.name, self.image_path(i), self.trimap_path(i)) for i, entry in enumerate(self.entries)]
+            self._cache = DecodedCache.on_disk(self._decode, files, self.image_size, mode,
+                                               [self.root / ".cache", user_cache_dir()], description)
         elif cache:
-            self._cache_array = self._build_cache(np.empty(self._cache_shape(), dtype=np.uint8))
+            self._cache = DecodedCache.in_memory(self._decode, len(self.entries), self.image_size, description)
+
+    @property
+    def cache_path(self) -> Path | None:
+        """The memory-mapped disk cache file (see :mod:`petlib.cache`), or ``None``."""
+        return self._cache.path if self._cache is not None else None
 
     def image_path(self, index: int) -> Path:
-        """``<root>/images/<name>.jpg`` of item ``index`` (whatever format it really holds)."""
-        return self.root / "images" / f"{self.entries[index].name}.jpg"
+        """:func:`image_file` of item ``index``."""
+        return image_file(self.root, self.entries[index].name)
 
     def trimap_path(self, index: int) -> Path:
-        """``<root>/annotations/trimaps/<name>.png`` of item ``index``."""
-        return self.root / "annotations" / "trimaps" / f"{self.entries[index].name}.png"
+        """:func:`trimap_file` of item ``index``."""
+        return trimap_file(self.root, self.entries[index].name)
 
     def _check_files_exist(self) -> None:
         # os.path.exists is cheap (~µs a file): failing now beats failing mid-epoch.
@@ -427,10 +248,9 @@ class OxfordPetSegmentation(Dataset):
         """Image uint8 ``(H, W, 3)`` and trimap uint8 ``(H, W)`` of item ``index``, resized."""
         height, width = self.image_size
         # Decoding a JPEG at a reduced scale is much faster for large photos. Asking for at
-        # least twice the target keeps a real antialiased downscale after it: on the real
-        # sample this changes pixels by 0.003 (256 px) to 0.01 (128 px) grey levels on average,
-        # against 0.02 to 1.2 when drafting straight to the target size.
-        image, (file_width, file_height) = _read_image_and_size(
+        # least twice the target keeps a real antialiased downscale after it, so the pixels stay
+        # close to those of a full decode; drafting straight to the target size would alias.
+        image, (file_width, file_height) = read_image_and_size(
             self.image_path(index), min_size=(2 * height, 2 * width)
         )
         trimap = read_trimap(self.trimap_path(index))
@@ -444,102 +264,11 @@ class OxfordPetSegmentation(Dataset):
         # np.array copies: PIL's buffers are read-only, which torch.from_numpy warns about.
         return np.array(image), np.array(trimap_image)
 
-    # ---- cache
-
-    def _cache_shape(self) -> tuple[int, int, int, int]:
-        return (len(self.entries), 4, *self.image_size)
-
-    def _build_cache(self, out: np.ndarray) -> np.ndarray:
-        """Decode every item into ``out`` ``(N, 4, H, W)`` uint8 and return it."""
-        # PIL releases the GIL while decoding and resizing, so threads use every core.
-        workers = min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(workers) as pool:
-            items = pool.map(self._decode, range(len(self.entries)))
-            desc = f"Caching {self.mode} at {self.image_size[0]}x{self.image_size[1]}"
-            # delay: no progress bar for builds that finish within a couple of seconds; none at
-            # all into a log file, which would keep every redraw.
-            progress = tqdm(items, total=len(self.entries), desc=desc, leave=False, delay=2,
-                            disable=not stderr_is_interactive())
-            for i, (image, trimap) in enumerate(progress):
-                out[i, :3] = image.transpose(2, 0, 1)
-                out[i, 3] = trimap
-        return out
-
-    def _cache_key(self) -> str:
-        """A hash of everything the cached arrays depend on."""
-        files = []
-        for i, entry in enumerate(self.entries):
-            image_stat, trimap_stat = os.stat(self.image_path(i)), os.stat(self.trimap_path(i))
-            files.append([entry.name, image_stat.st_size, image_stat.st_mtime_ns,
-                          trimap_stat.st_size, trimap_stat.st_mtime_ns])
-        blob = json.dumps([_CACHE_VERSION, list(self.image_size), files]).encode()
-        return hashlib.sha1(blob).hexdigest()[:16]
-
-    def _load_or_build_disk_cache(self) -> tuple[np.ndarray, Path | None]:
-        height, width = self.image_size
-        filename = f"{self.mode}_{height}x{width}_{self._cache_key()}.npy"
-        folders = [self.root / ".cache", _user_cache_dir()]
-        for folder in folders:
-            array = self._open_cache_file(folder / filename)
-            if array is not None:
-                return array, folder / filename
-        for folder in folders:
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".tmp")
-                os.close(fd)
-            except OSError:
-                continue  # read-only or not a folder: try the next place
-            try:
-                # Each process builds its own temp file and renames it into place atomically:
-                # two builders at once both end with a complete file, the last rename wins.
-                out = np.lib.format.open_memmap(temp_name, mode="w+", dtype=np.uint8, shape=self._cache_shape())
-                self._build_cache(out)
-                out.flush()
-                del out
-                chmod_as_new_file(temp_name)  # mkstemp made it 0600; others sharing the data read it too
-                os.replace(temp_name, folder / filename)
-            finally:
-                if os.path.exists(temp_name):
-                    os.remove(temp_name)
-            return np.load(folder / filename, mmap_mode="r"), folder / filename
-        warnings.warn(
-            f"cannot write a cache file in {folders[0]} or {folders[1]}; "
-            f"caching {self.root} {self.mode} in memory instead",
-            stacklevel=3,
-        )
-        return self._build_cache(np.empty(self._cache_shape(), dtype=np.uint8)), None
-
-    def _open_cache_file(self, path: Path) -> np.ndarray | None:
-        """The memory-mapped cache at ``path``, or ``None`` if absent or unusable (then rebuilt)."""
-        if not path.is_file():
-            return None
-        try:
-            array = np.load(path, mmap_mode="r")
-        except (OSError, ValueError):
-            return None
-        if array.shape != self._cache_shape() or array.dtype != np.uint8:
-            return None
-        return array
-
-    def _cached(self) -> np.ndarray:
-        if self._cache_array is None:  # a worker process that received the dataset by pickle
-            self._cache_array = np.load(self.cache_path, mmap_mode="r")
-        return self._cache_array
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        # Pickling a memmap would copy the whole array into every DataLoader worker (spawn);
-        # each worker reopens the file instead.
-        if self.cache_path is not None:
-            state["_cache_array"] = None
-        return state
-
     # ---- items
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if self.cache_path is not None or self._cache_array is not None:
-            item = self._cached()[index]  # (4, H, W) uint8, no decoding
+        if self._cache is not None:
+            item = self._cache.array[index]  # (4, H, W) uint8, no decoding
             image_chw, trimap_hw = item[:3], item[3]
         else:
             image_hwc, trimap_hw = self._decode(index)
@@ -587,9 +316,9 @@ class OxfordPetSegmentation(Dataset):
         Converting a whole batch at once costs a fraction of converting item by item, which
         is most of what a cached loader does.
         """
-        if (self.cache_path is None and self._cache_array is None) or self.transform is not None:
+        if self._cache is None or self.transform is not None:
             return [self[i] for i in indices]
-        batch = torch.from_numpy(self._cached()[np.asarray(indices, dtype=np.int64)])  # (B, 4, H, W) uint8, a copy
+        batch = torch.from_numpy(self._cache.array[np.asarray(indices, dtype=np.int64)])  # (B, 4, H, W) uint8, a copy
         images, trimaps = batch[:, :3], batch[:, 3:]  # views; each item's part is contiguous
         masks = trimap_to_mask(trimaps, self.dtype)
         if self.dtype != torch.uint8:
@@ -620,27 +349,40 @@ def load_dataset(
     sampler: Sampler[int] | None = None,
     pin_memory: bool | None = None,
     subset: int | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    seed: int | None = None,
 ) -> DataLoader:
-    """A DataLoader over :class:`OxfordPetSegmentation`.
+    """A DataLoader over :class:`OxfordPetSegmentation`: petlib's one way to build a loader.
 
     Batches are dicts: ``image`` ``(B, 3, H, W)`` float32, ``mask`` ``(B, 1, H, W)`` float32,
-    ``trimap`` ``(B, 1, H, W)`` uint8, ``index`` ``(B,)`` int64.
+    ``trimap`` ``(B, 1, H, W)`` uint8, ``index`` ``(B,)`` int64 (``image`` and ``mask`` uint8
+    with ``dtype=torch.uint8``).
+
+    In a distributed run (``torchrun``, see :mod:`petlib.distributed`) each process gets its
+    share: a shuffled loader samples through ``DistributedSampler`` (equal shards), one in
+    order through :class:`~petlib.distributed.ShardSampler` (every image exactly once, for
+    evaluation means). :func:`petlib.engine.make_loaders` builds a run's loaders with this.
 
     Args:
-        data_path, mode, image_size, transform, cache, subset: as for :class:`OxfordPetSegmentation`.
-        batch_size: items per batch.
+        data_path, mode, image_size, transform, cache, subset, dtype: as for :class:`OxfordPetSegmentation`.
+        batch_size: items per batch (per process).
         num_workers: loader processes; default ``min(4, cpu count)``; 0 loads in this process.
         shuffle: default ``True`` for ``train`` only. Must not be ``True`` with a ``sampler``.
-        drop_last: drop a last, smaller batch.
+        drop_last: drop a last, smaller batch -- unless it is the only one: an epoch is never empty.
         sampler: e.g. a ``DistributedSampler``, which then does the shuffling.
         pin_memory: default ``torch.cuda.is_available()``.
+        seed: shuffle with a generator of its own, seeded so, instead of torch's global one
+            (the engine reseeds it every epoch, so that a resumed run replays the shuffles).
     """
     dataset = OxfordPetSegmentation(data_path, mode, image_size=image_size, transform=transform, cache=cache,
-                                    subset=subset)
+                                    dtype=dtype, subset=subset)
     if sampler is not None and shuffle:
         raise ValueError("shuffle=True conflicts with a sampler; shuffle through the sampler instead")
     if shuffle is None:
         shuffle = mode == "train" and sampler is None
+    if sampler is None:
+        sampler = _sampler(dataset, shuffle, seed)
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1)
     if pin_memory is None:
@@ -648,96 +390,26 @@ def load_dataset(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
         sampler=sampler,
         num_workers=num_workers,
-        drop_last=drop_last,
+        # Dropping a short last training batch keeps BatchNorm statistics sane, but never
+        # drop a batch that would leave an epoch empty.
+        drop_last=drop_last and len(sampler) > batch_size,
         pin_memory=pin_memory,
         # Restarting workers each epoch would re-import torch and reopen files every time.
         persistent_workers=num_workers > 0,
     )
 
 
-# --------------------------------------------------------------------------- download
-
-
-def _fetch(filename: str, md5: str, root: Path, mirrors: Sequence[str]) -> None:
-    """Download ``filename`` into ``root`` from the first mirror that serves it with ``md5``."""
-    # torchvision's helpers: urllib with a progress bar, and MD5 checks.
-    from torchvision.datasets.utils import calculate_md5, check_integrity, download_url
-
-    archive = root / filename
-    part = root / f"{filename}.part"
-    failures = []
-    for mirror in mirrors:
-        url = mirror.rstrip("/") + "/" + filename
-        # download_url skips an existing file when given no MD5: start from nothing.
-        part.unlink(missing_ok=True)
-        print(f"Downloading {url}")
-        try:
-            # Into "<file>.part", renamed only once verified: an interrupted download never
-            # passes as a complete archive.
-            download_url(url, str(root), filename=part.name)
-        except (OSError, RuntimeError, ValueError) as err:
-            part.unlink(missing_ok=True)
-            failures.append(f"{url}: {err}")
-            continue
-        if not check_integrity(part, md5):
-            failures.append(f"{url}: MD5 {calculate_md5(part)} does not match the expected {md5}")
-            part.unlink(missing_ok=True)
-            continue
-        os.replace(part, archive)
-        return
-    raise DownloadError(f"could not download {filename}; tried:\n  " + "\n  ".join(failures))
-
-
-def download(
-    root: str | Path = DEFAULT_ROOT,
-    mirrors: Sequence[str] = MIRRORS,
-    resources: Sequence[tuple[str, str]] = RESOURCES,
-    remove_archives: bool = False,
-) -> Path:
-    """Download and extract the Oxford-IIIT Pet release into ``root``.
-
-    Fetches ``images.tar.gz`` (~750 MB) and ``annotations.tar.gz`` (~19 MB), trying each
-    mirror in turn, verifies their MD5, and extracts them to ``<root>/images`` and
-    ``<root>/annotations``. Archives already present and verified are not fetched again,
-    and archives already extracted are not extracted again, so an interrupted run can be
-    restarted.
-
-    Args:
-        root: destination folder (created).
-        mirrors: base URLs, tried in order.
-        resources: ``(archive name, MD5)`` pairs.
-        remove_archives: delete each archive after extracting it.
-
-    Returns:
-        The absolute ``root``.
-
-    Raises:
-        DownloadError: no mirror served a file with the right MD5; the message lists every URL tried.
-    """
-    from torchvision.datasets.utils import check_integrity, extract_archive
-
-    root = Path(root).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    for filename, md5 in resources:
-        archive = root / filename
-        # A marker written after extraction: a half-extracted folder is not mistaken for done.
-        marker = root / f".{filename}.extracted"
-        if marker.is_file() and marker.read_text().strip() == md5:
-            print(f"{filename}: already extracted in {root}")
-            continue
-        if check_integrity(archive, md5):
-            print(f"{filename}: already downloaded and verified")
-        else:
-            _fetch(filename, md5, root, mirrors)
-        print(f"Extracting {archive}")
-        extract_archive(archive, root)
-        marker.write_text(md5 + "\n")
-        if remove_archives:
-            archive.unlink()
-    return root
+def _sampler(dataset: Dataset, shuffle: bool, seed: int | None) -> Sampler[int]:
+    """This process's share of ``dataset``, shuffled or in order."""
+    if shuffle and dist.is_distributed():
+        return DistributedSampler(dataset, shuffle=True, seed=seed or 0, drop_last=True)
+    if shuffle:
+        return RandomSampler(dataset, generator=None if seed is None else torch.Generator().manual_seed(seed))
+    if dist.world_size() > 1:
+        return dist.ShardSampler(len(dataset), dist.rank(), dist.world_size())
+    return SequentialSampler(dataset)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

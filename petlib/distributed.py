@@ -10,9 +10,10 @@ import os
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Sampler
 
 __all__ = [
-    "init_from_env", "is_distributed", "rank", "world_size", "is_main", "all_reduce_sum",
+    "ShardSampler", "init_from_env", "is_distributed", "rank", "world_size", "is_main", "all_reduce_sum",
     "broadcast_buffers", "barrier", "cleanup",
 ]
 
@@ -77,3 +78,21 @@ def barrier() -> None:
 def cleanup() -> None:
     if is_distributed():
         dist.destroy_process_group()
+
+
+class ShardSampler(Sampler[int]):
+    """Every ``world_size``-th index from ``rank``: an evaluation shard with no padding.
+
+    ``DistributedSampler`` pads shards to equal length by repeating images, which
+    would count them twice in a validation mean; evaluation needs no equal shards.
+    In one process this is every index in order.
+    """
+
+    def __init__(self, length: int, rank: int, world_size: int) -> None:
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

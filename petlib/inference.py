@@ -17,7 +17,6 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from .checkpoint import load_model
 from .cli import (
@@ -25,7 +24,7 @@ from .cli import (
 )
 from .config import TrainConfig
 from .console import prog
-from .data import DEFAULT_ROOT, MODES, OxfordPetSegmentation
+from .data import DEFAULT_ROOT, MODES, load_dataset
 from .device import autocast_dtype, pick_device
 from .engine import evaluate
 from .models import MODELS
@@ -114,9 +113,8 @@ def evaluate_model(
     validated = validated_tta(checkpoint)
     tta = validated if tta is None else tta
     size = image_size or config.image_size
-    dataset = OxfordPetSegmentation(data_path, mode, image_size=size)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=torch_device.type == "cuda")
+    loader = load_dataset(data_path, mode, batch_size, image_size=size, num_workers=num_workers, shuffle=False,
+                          pin_memory=torch_device.type == "cuda")
     result = evaluate(model, loader, torch_device, amp_dtype=autocast_dtype(torch_device, config.amp),
                       tta=tta, per_image=per_image, progress=progress)
     result.update(model_name=checkpoint["model_name"], image_size=size, epoch=checkpoint.get("epoch"), tta=tta,
@@ -145,15 +143,15 @@ def score_at_original_size(
     Returns:
         ``{"dice", "iou", "count", "dice_per_image", "iou_per_image"}``.
     """
-    from .data import read_image, read_split, read_trimap, trimap_to_mask
+    from .data import image_file, read_image, read_split, read_trimap, trimap_file, trimap_to_mask
     from .metrics import dice_per_image, iou_per_image
     from .predict import predict_logits_at_size
 
     root = Path(data_path)
     dices, ious = [], []
     for entry in read_split(root, mode):
-        image = read_image(root / "images" / f"{entry.name}.jpg")
-        mask = torch.from_numpy(trimap_to_mask(read_trimap(root / "annotations" / "trimaps" / f"{entry.name}.png")))
+        image = read_image(image_file(root, entry.name))
+        mask = torch.from_numpy(trimap_to_mask(read_trimap(trimap_file(root, entry.name))))
         logits = predict_logits_at_size(model, image, image_size, tta=tta, device=device).cpu()  # (1,1,H,W)
         dices.append(dice_per_image(logits, mask[None, None]))
         ious.append(iou_per_image(logits, mask[None, None]))

@@ -29,8 +29,7 @@ from typing import Any
 
 from .cli import parse_bool
 from .config import SAMPLE_SETTINGS, TrainConfig
-from .data import DEFAULT_ROOT, SAMPLE_ROOT, DatasetNotFoundError
-from .survey import dataset_present, is_sample
+from .data import DEFAULT_ROOT, SAMPLE_ROOT, DatasetNotFoundError, dataset_present, is_sample
 
 __all__ = [
     "REPO_ROOT", "QUICK_ENV", "QUICK_DIR", "QUICK_SETTINGS", "ENV_OVERRIDES", "MODEL_LABELS",

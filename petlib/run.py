@@ -24,12 +24,11 @@ from typing import Any, Sequence
 
 from .card import record_test_score
 from .config import SAMPLE_SETTINGS, TrainConfig, sample_config
-from .data import DEFAULT_ROOT, SAMPLE_ROOT
+from .data import DEFAULT_ROOT, SAMPLE_ROOT, dataset_present
 from .engine import fit
 from .inference import evaluate_checkpoint
 from .models import MODELS
 from .runpaths import RunPaths
-from .survey import dataset_present
 from .tables import format_table
 
 __all__ = ["main", "fresh_folder", "write_record", "RUN_MODELS"]

@@ -3,7 +3,8 @@
 :func:`read_splits` and :func:`count_table` count images per species and breed in each split;
 :func:`survey_images` reads every image's header to find the files that are not what their
 ``.jpg`` name says (:func:`odd_images`); :func:`foreground_fractions` measures how much of each
-photo the pet fills. :func:`dataset_present` and :func:`is_sample` say what a folder holds.
+photo the pet fills. :func:`dataset_present` and :func:`is_sample` (from :mod:`petlib.data`) say
+what a folder holds.
 """
 from __future__ import annotations
 
@@ -17,24 +18,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .data import MODES, SAMPLE_ROOT, SplitEntry, read_image, read_split, read_trimap, trimap_to_mask
+from .data import (  # dataset_present and is_sample: re-exported, the notebooks' names
+    MODES, SplitEntry, dataset_present, image_file, is_sample, read_image, read_split, read_trimap, trimap_file,
+    trimap_to_mask,
+)
 
 __all__ = [
     "dataset_present", "is_sample", "read_splits", "count_by", "count_table", "read_example", "ImageInfo",
     "survey_images", "odd_images", "foreground_fractions",
 ]
-
-
-def dataset_present(root: str | Path) -> bool:
-    """True if ``root`` holds the official layout (images, trimaps and both split files)."""
-    root = Path(root)
-    return all((root / part).exists() for part in
-               ("images", "annotations/trimaps", "annotations/trainval.txt", "annotations/test.txt"))
-
-
-def is_sample(data_path: str | Path) -> bool:
-    """True if ``data_path`` is the 300-image sample embedded in the repository (:data:`~petlib.data.SAMPLE_ROOT`)."""
-    return Path(data_path).resolve() == SAMPLE_ROOT.resolve()
 
 
 def read_splits(root: str | Path) -> dict[str, list[SplitEntry]]:
@@ -70,8 +62,8 @@ def count_table(splits: Mapping[str, Sequence[SplitEntry]], key: str) -> list[di
 def read_example(root: str | Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     """The photo ``(H, W, 3)`` uint8 (as RGB, whatever the file holds) and trimap ``(H, W)`` uint8 of ``name``."""
     root = Path(root)
-    image = np.asarray(read_image(root / "images" / f"{name}.jpg"))
-    return image, read_trimap(root / "annotations" / "trimaps" / f"{name}.png")
+    image = np.asarray(read_image(image_file(root, name)))
+    return image, read_trimap(trimap_file(root, name))
 
 
 @dataclass(frozen=True)
@@ -124,10 +116,8 @@ def odd_images(infos: Sequence[ImageInfo]) -> list[ImageInfo]:
 
 def foreground_fractions(root: str | Path, entries: Sequence[SplitEntry], workers: int = 8) -> np.ndarray:
     """Fraction of pet pixels (trimap 1 or 3) in each entry's full-resolution trimap, ``(N,)`` float."""
-    trimaps = Path(root) / "annotations" / "trimaps"
-
     def fraction(entry: SplitEntry) -> float:
-        return float(trimap_to_mask(read_trimap(trimaps / f"{entry.name}.png")).mean())
+        return float(trimap_to_mask(read_trimap(trimap_file(root, entry.name))).mean())
 
     with ThreadPoolExecutor(workers) as pool:
         return np.array(list(pool.map(fraction, entries)), dtype=np.float64)

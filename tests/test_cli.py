@@ -405,17 +405,17 @@ def test_stderr_is_interactive_only_for_a_terminal(monkeypatch):
 
 @pytest.mark.parametrize("interactive", [False, True])
 def test_the_cache_build_shows_a_bar_only_on_a_terminal(monkeypatch, interactive):
-    from petlib import data
+    from petlib import cache, data
 
     disabled = []
-    real_tqdm = data.tqdm
+    real_tqdm = cache.tqdm
 
     def spy(*args, **kwargs):
         disabled.append(kwargs.get("disable", False))
         return real_tqdm(*args, **kwargs)
 
-    monkeypatch.setattr(data, "tqdm", spy)
-    monkeypatch.setattr(data, "stderr_is_interactive", lambda: interactive)
+    monkeypatch.setattr(cache, "tqdm", spy)
+    monkeypatch.setattr(cache, "stderr_is_interactive", lambda: interactive)
     data.OxfordPetSegmentation(SAMPLE_ROOT, "valid", image_size=16, cache=True, subset=2)
     assert disabled == [not interactive]
 

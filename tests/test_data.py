@@ -453,14 +453,16 @@ def test_two_builders_at_once_both_get_a_complete_cache(fake_root: Path, monkeyp
     # the barrier holds each inside its build until the other has started its own.
     import threading
 
+    from petlib import cache
+
     barrier = threading.Barrier(2, timeout=30)
-    real_build = OxfordPetSegmentation._build_cache
+    real_fill = cache.fill
 
-    def build_together(self, out):
+    def build_together(out, decode, description):
         barrier.wait()
-        return real_build(self, out)
+        return real_fill(out, decode, description)
 
-    monkeypatch.setattr(OxfordPetSegmentation, "_build_cache", build_together)
+    monkeypatch.setattr(cache, "fill", build_together)
     built: list[OxfordPetSegmentation] = []
     errors: list[BaseException] = []
 
