@@ -13,13 +13,6 @@ from petlib.engine import fit
 from petlib.models import build_model, count_parameters
 
 
-def tiny_config(out, **overrides) -> TrainConfig:
-    """A 4-channel UNet, 8 images a split at 16 px, on the CPU: a run of a few seconds."""
-    values = dict(model="unet", model_kwargs={"base_channels": 4}, data_path=str(SAMPLE_ROOT), subset=8,
-                  image_size=16, batch_size=4, epochs=2, device="cpu", out_dir=str(out))
-    return TrainConfig(**{**values, **overrides})
-
-
 def scored_result(checkpoint_path, dice: float = 0.61, tta: bool = True, count: int = 60) -> dict:
     """What evaluate_checkpoint returns for the test split of ``checkpoint_path`` (the fields record_test_score reads)."""
     epoch = torch.load(checkpoint_path, weights_only=True)["epoch"]
@@ -28,7 +21,7 @@ def scored_result(checkpoint_path, dice: float = 0.61, tta: bool = True, count: 
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, tiny_config):
     """A finished 2-epoch tiny run (flip TTA validated, petlib's recipe)."""
     out = tmp_path_factory.mktemp("models")
     return fit(tiny_config(out), progress=False, log=None)
@@ -121,7 +114,7 @@ def test_an_unreadable_card_is_an_error_that_names_it(copy):
         record_test_score(copy, scored_result(copy), data_path=SAMPLE_ROOT)
 
 
-def test_resume_keeps_the_test_score_and_a_new_run_drops_it(copy):
+def test_resume_keeps_the_test_score_and_a_new_run_drops_it(copy, tiny_config):
     record_test_score(copy, scored_result(copy), data_path=SAMPLE_ROOT)
     config = tiny_config(copy.parent)
     finished = fit(config, resume=True, progress=False, log=None)  # nothing left to train: same best checkpoint

@@ -17,13 +17,6 @@ HISTORY = [
 ]
 
 
-def tiny_config(out, **overrides) -> TrainConfig:
-    """A 4-channel UNet, 8 images a split at 16 px, on the CPU: a run of a few seconds."""
-    values = dict(model="unet", model_kwargs={"base_channels": 4}, data_path=str(SAMPLE_ROOT), subset=8,
-                  image_size=16, batch_size=4, epochs=2, device="cpu", out_dir=str(out))
-    return TrainConfig(**{**values, **overrides})
-
-
 def test_write_curves_png_draws_a_picture_and_leaves_pyplot_as_it_was(tmp_path):
     import matplotlib
     import matplotlib.pyplot as plt
@@ -63,7 +56,7 @@ def test_without_matplotlib_the_curves_are_skipped_once_with_a_reason(tmp_path, 
 
 
 @pytest.fixture(scope="module")
-def logged_run(tmp_path_factory):
+def logged_run(tmp_path_factory, tiny_config):
     """A 2-epoch tiny fit with --tensorboard, and what it logged."""
     pytest.importorskip("tensorboard", reason="tensorboard is not installed: pip install tensorboard")
     out = tmp_path_factory.mktemp("run")
@@ -92,7 +85,7 @@ def test_fit_logs_the_historys_numbers_to_tensorboard(logged_run):
         assert logged == [(row["epoch"], pytest.approx(row[column], rel=1e-6)) for row in result.history], tag
 
 
-def test_fit_without_matplotlib_or_tensorboard_trains_and_says_what_it_skipped(tmp_path, monkeypatch):
+def test_fit_without_matplotlib_or_tensorboard_trains_and_says_what_it_skipped(tmp_path, monkeypatch, tiny_config):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     lines = []

@@ -9,18 +9,23 @@ from petlib.checkpoint import CheckpointError, load_checkpoint, load_model, save
 from petlib.config import RECIPES, TrainConfig, recipe
 from petlib.data import SAMPLE_ROOT, OxfordPetSegmentation
 from petlib import engine
-from petlib.engine import _build_scheduler, evaluate, fit, read_history
+from petlib.engine import evaluate, fit, read_history
+from petlib.optim import build_scheduler
 from petlib.losses import build_loss
 from petlib.metrics import dice_per_image
 from petlib.models import build_model
 
 
-def tiny_config(tmp_path, **overrides) -> TrainConfig:
-    base = TrainConfig(
-        model="resnet34_unet", data_path=str(SAMPLE_ROOT), image_size=32, epochs=2, batch_size=4, subset=16,
-        lr=1e-3, out_dir=str(tmp_path / "models"), cache=True, seed=0, num_workers=0, device="cpu",
-    )
-    return dataclasses.replace(base, **overrides)
+# The engine's own runs: a ResNet34-UNet (BatchNorm in a real encoder) on 16 images at 32 px,
+# the decode-once cache in memory, in <tmp_path>/models.
+ENGINE_RUN = dict(model="resnet34_unet", model_kwargs={}, image_size=32, subset=16, lr=1e-3, cache=True, seed=0,
+                  num_workers=0)
+
+
+@pytest.fixture(scope="session")
+def engine_config(tiny_config):
+    """``engine_config(tmp_path, **overrides)``: conftest's tiny run as :data:`ENGINE_RUN`."""
+    return lambda tmp_path, **overrides: tiny_config(tmp_path / "models", **{**ENGINE_RUN, **overrides})
 
 
 def test_a_few_steps_on_four_real_images_lower_the_loss():
@@ -42,8 +47,8 @@ def test_a_few_steps_on_four_real_images_lower_the_loss():
     assert losses[-1] < 0.8 * losses[0], losses
 
 
-def test_fit_writes_best_last_history_and_config(tmp_path):
-    config = tiny_config(tmp_path)
+def test_fit_writes_best_last_history_and_config(tmp_path, engine_config):
+    config = engine_config(tmp_path)
     result = fit(config, progress=False, log=None)
     assert result.best_checkpoint.is_file() and result.last_checkpoint.is_file()
     assert (tmp_path / "models" / "resnet34_unet_config.json").is_file()
@@ -60,17 +65,17 @@ def test_fit_writes_best_last_history_and_config(tmp_path):
     assert not [p for p in (tmp_path / "models").iterdir() if p.name.endswith(".tmp")]
 
 
-def test_fit_without_save_last_writes_no_resume_point(tmp_path):
+def test_fit_without_save_last_writes_no_resume_point(tmp_path, engine_config):
     out = tmp_path / "models"
     out.mkdir()
     (out / "resnet34_unet_last.pth").write_bytes(b"an earlier run's")  # would be resumed by mistake
-    result = fit(tiny_config(tmp_path, epochs=1, save_last=False), progress=False, log=None)
+    result = fit(engine_config(tmp_path, epochs=1, save_last=False), progress=False, log=None)
     assert result.last_checkpoint is None and result.best_checkpoint.is_file()
     assert sorted(p.name for p in out.iterdir()) == [
         "resnet34_unet.pth", "resnet34_unet_card.json", "resnet34_unet_card.md", "resnet34_unet_config.json",
         "resnet34_unet_curves.png", "resnet34_unet_history.csv"]
     with pytest.raises(ValueError, match="save_last"):
-        fit(tiny_config(tmp_path, save_last=False), resume=True, progress=False, log=None)
+        fit(engine_config(tmp_path, save_last=False), resume=True, progress=False, log=None)
 
 
 class _Interrupt(Exception):
@@ -91,10 +96,10 @@ def _weights(path):
     return torch.cat([v.flatten().float() for v in load_checkpoint(path)["model_state"].values()])
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
-    full = fit(tiny_config(tmp_path / "full", epochs=3), progress=False, log=None)
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, engine_config):
+    full = fit(engine_config(tmp_path / "full", epochs=3), progress=False, log=None)
 
-    config = tiny_config(tmp_path / "killed", epochs=3)
+    config = engine_config(tmp_path / "killed", epochs=3)
     with pytest.raises(_Interrupt):
         fit(config, progress=False, log=_interrupt_after_epoch(2))
     assert load_checkpoint(tmp_path / "killed" / "models" / "resnet34_unet_last.pth")["epoch"] == 2
@@ -118,16 +123,16 @@ def scripted_evaluate(dices: list[float], seen: list[dict[str, torch.Tensor]]):
     return evaluate
 
 
-def stub_config(tmp_path, **overrides) -> TrainConfig:
+def stub_config(engine_config, tmp_path, **overrides) -> TrainConfig:
     """A 4-channel UNet on 4 images at 16 px: real training steps, validation scripted."""
-    return tiny_config(tmp_path, model="unet", model_kwargs={"base_channels": 4}, image_size=16, subset=4,
+    return engine_config(tmp_path, model="unet", model_kwargs={"base_channels": 4}, image_size=16, subset=4,
                        batch_size=2, **overrides)
 
 
-def test_the_best_checkpoint_is_the_best_epoch_and_a_tie_keeps_the_earlier(tmp_path, monkeypatch):
+def test_the_best_checkpoint_is_the_best_epoch_and_a_tie_keeps_the_earlier(tmp_path, monkeypatch, engine_config):
     dices, seen, lines = [0.2, 0.6, 0.4, 0.6], [], []
     monkeypatch.setattr(engine, "evaluate", scripted_evaluate(dices, seen))
-    result = fit(stub_config(tmp_path, epochs=4), progress=False, log=lines.append)
+    result = fit(stub_config(engine_config, tmp_path, epochs=4), progress=False, log=lines.append)
     assert [row["val_dice"] for row in result.history] == dices
     best = load_checkpoint(result.best_checkpoint)
     assert best["epoch"] == 2 and best["best_dice"] == result.best_dice == 0.6
@@ -137,11 +142,11 @@ def test_the_best_checkpoint_is_the_best_epoch_and_a_tie_keeps_the_earlier(tmp_p
     assert [line.endswith(" *") for line in lines if line.startswith("epoch")] == [True, True, False, False]
 
 
-def test_resume_keeps_the_best_score_of_the_interrupted_run(tmp_path, monkeypatch):
+def test_resume_keeps_the_best_score_of_the_interrupted_run(tmp_path, monkeypatch, engine_config):
     # Epoch 2 (0.7) is the best; after resuming, epoch 3 (0.5) must not replace it.
     seen = []
     monkeypatch.setattr(engine, "evaluate", scripted_evaluate([0.3, 0.7, 0.5], seen))
-    config = stub_config(tmp_path, epochs=3)
+    config = stub_config(engine_config, tmp_path, epochs=3)
     with pytest.raises(_Interrupt):
         fit(config, progress=False, log=_interrupt_after_epoch(2))
     result = fit(config, resume=True, progress=False, log=None)
@@ -153,8 +158,8 @@ def test_resume_keeps_the_best_score_of_the_interrupted_run(tmp_path, monkeypatc
     assert load_checkpoint(result.last_checkpoint)["best_dice"] == 0.7
 
 
-def test_resume_without_a_checkpoint_starts_fresh(tmp_path):
-    result = fit(tiny_config(tmp_path, epochs=1), resume=True, progress=False, log=None)
+def test_resume_without_a_checkpoint_starts_fresh(tmp_path, engine_config):
+    result = fit(engine_config(tmp_path, epochs=1), resume=True, progress=False, log=None)
     assert len(result.history) == 1
 
 
@@ -238,7 +243,7 @@ def test_evaluate_restores_mode_and_counts_every_image(tmp_path):
 def test_schedules_warm_up_then_decay(name):
     config = TrainConfig(epochs=10, lr=1e-3, scheduler=name, warmup_epochs=1, min_lr=1e-5)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
-    scheduler = _build_scheduler(config, optimizer, steps_per_epoch=10)
+    scheduler = build_scheduler(config, optimizer, steps_per_epoch=10)
     lrs = []
     for _ in range(100):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -294,7 +299,7 @@ def test_misspelt_speed_options_are_refused(field, value):
         TrainConfig(**{field: value})
 
 
-def test_fit_with_compile_trains_and_saves_plain_weights(tmp_path, monkeypatch):
+def test_fit_with_compile_trains_and_saves_plain_weights(tmp_path, monkeypatch, engine_config):
     # torch.compile with the mode asked for wraps the training model only; the checkpoint
     # holds the plain model's weights (no "_orig_mod." prefix), loadable without compiling.
     # The "aot_eager" backend traces like inductor without its minutes of C++ compiling.
@@ -306,7 +311,7 @@ def test_fit_with_compile_trains_and_saves_plain_weights(tmp_path, monkeypatch):
         return real_compile(model, backend="aot_eager")
 
     monkeypatch.setattr(torch, "compile", compile_for_test)
-    config = dataclasses.replace(tiny_config(tmp_path), compile=True, compile_mode="reduce-overhead", epochs=1)
+    config = dataclasses.replace(engine_config(tmp_path), compile=True, compile_mode="reduce-overhead", epochs=1)
     result = fit(config, progress=False, log=None)
     assert calls == ["reduce-overhead", "reduce-overhead"]  # the training model and the evaluation one
     state = load_checkpoint(result.best_checkpoint)["model_state"]
@@ -329,7 +334,7 @@ def test_padded_evaluation_scores_exactly_like_the_unpadded_one():
         assert padded[key] == pytest.approx(plain[key], rel=1e-6)
 
 
-def test_compiled_fit_shows_the_model_one_batch_shape(tmp_path, monkeypatch):
+def test_compiled_fit_shows_the_model_one_batch_shape(tmp_path, monkeypatch, engine_config):
     # 12 training images in batches of 5 (a ragged 2 dropped), 12 validation images in batches
     # of 5 (the last padded from 2): every forward of the compiled models has batch 5.
     shapes = {"train": set(), "eval": set()}
@@ -344,7 +349,7 @@ def test_compiled_fit_shows_the_model_one_batch_shape(tmp_path, monkeypatch):
             return self.model(images)
 
     monkeypatch.setattr(torch, "compile", lambda model, mode=None, **kwargs: Recording(model))
-    config = dataclasses.replace(tiny_config(tmp_path), model="unet", model_kwargs={"base_channels": 4}, subset=12,
+    config = dataclasses.replace(engine_config(tmp_path), model="unet", model_kwargs={"base_channels": 4}, subset=12,
                                  compile=True, epochs=1, batch_size=5, eval_batch_size=5)
     fit(config, progress=False, log=None)
     assert shapes == {"train": {5}, "eval": {5}}

@@ -1,0 +1,26 @@
+"""What several test files share: a tiny training run's config."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from petlib.config import TrainConfig
+from petlib.data import SAMPLE_ROOT
+
+
+def _tiny_config(out_dir: str | Path, **overrides) -> TrainConfig:
+    """A 4-channel UNet, 8 images a split at 16 px, on the CPU: a run of a few seconds.
+
+    ``amp="off"``: the numbers do not depend on whether this CPU computes bfloat16 natively
+    (with ``"auto"`` :func:`petlib.device.speed_options` would decide from a probe).
+    """
+    values = dict(model="unet", model_kwargs={"base_channels": 4}, data_path=str(SAMPLE_ROOT), subset=8,
+                  image_size=16, batch_size=4, epochs=2, device="cpu", amp="off", out_dir=str(out_dir))
+    return TrainConfig(**{**values, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(out_dir, **overrides)``: :func:`_tiny_config`, a tiny run's :class:`TrainConfig`."""
+    return _tiny_config
