@@ -40,8 +40,9 @@ part networks 300 --sections networks options --sizes 128 256 --batch_size 16 --
 # A batch that keeps the GPU busier: does the ratio hold when launches matter less?
 part networks-b64 150 --models resnet34_unet --sections networks --sizes 128 256 --batch_size 64 \
     --repeats 5 --seconds 0.5 --no-memory
-# The loader on this machine's CPU, and real epochs of fit on the shipped sample.
-part loader-epoch 150 --sections loader epoch --repeats 5
+# The loader on this machine's CPU (the whole sample and a synthetic full-size set of 7,390 JPEGs),
+# and real epochs of fit on the shipped sample.
+part loader-epoch 300 --sections loader epoch --repeats 5
 # The unit tests with a GPU present (they pick CUDA wherever a user's run would).
 start=$SECONDS
 timeout 400 "$py" -m pytest tests -q -p no:randomly ${PYTEST_ARGS:-} >"$out/$tag-pytest.log" 2>&1

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(*option("synthetic_source"), type=Path, default=None,
                         help="full-size images to build the synthetic set from (default: the shared originals "
                              "where present, else --data_path, scaled up to 500 px)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of `fit` in the epoch section")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one repeat, to check that it runs")
     return parser
 
@@ -81,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=device, models=args.models, sizes=args.sizes, batch_size=args.batch_size, repeats=args.repeats,
         seconds=args.seconds, skip_peer=args.skip_peer, memory=args.memory, data_path=args.data_path,
         # Batches of 4: an epoch of the sample has many steps, as a real epoch has.
-        loader_size=256, loader_batch_size=TrainConfig().batch_size, epoch_size=256, epoch_batch_size=4, epochs=2,
+        loader_size=256, loader_batch_size=TrainConfig().batch_size, epoch_size=256, epoch_batch_size=4,
+        epochs=args.epochs,
         matmul_sizes=[4096, 8192, 16384] if device.type == "cuda" else [1024, 2048, 4096],
         synthetic_full=args.synthetic_full, synthetic_source=args.synthetic_source,
     )
@@ -97,21 +99,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(text, flush=True)
         lines.append(text)
 
+    def save() -> None:
+        # After every section, so that a run stopped by a time limit keeps what it measured.
+        if args.out_file is not None:
+            args.out_file.parent.mkdir(parents=True, exist_ok=True)
+            args.out_file.write_text("\n".join(lines) + "\n")
+
     print_(_header(s, argv))
     section_auto(s, print_)
+    save()
     if "networks" in args.sections:
         peaks = section_peak(s, print_)
         section_networks(s, peaks, print_)
+        save()
     if "options" in args.sections:
         section_options(s, print_)
+        save()
     if args.compile or "compile" in args.sections:
         section_compile(s, print_)
+        save()
     if "loader" in args.sections:
         flops, _ = count_flops(petlib_candidate(PEER_MODEL, device), s.loader_size)
         section_loader(s, flops, print_)
+        save()
     if "epoch" in args.sections:
         section_epoch(s, print_)
-    if args.out_file is not None:
-        args.out_file.parent.mkdir(parents=True, exist_ok=True)
-        args.out_file.write_text("\n".join(lines) + "\n")
+        save()
     return 0
