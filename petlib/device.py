@@ -11,8 +11,10 @@ decides per machine, from evidence:
   micro-benchmark (a few hundred milliseconds, once per process) finds a training step of a
   convolution block clearly faster than in float32. Where bf16 is emulated (AVX2-only CPUs)
   it is many times slower, so it stays off there.
-- **channels-last** is on for CUDA; on a CPU it is on only where the same micro-benchmark,
-  in the chosen precision, finds it clearly faster.
+- **channels-last** is on for CUDA and off on a CPU: there the probe's channels-last timing
+  swung from 0.9x to 1.9x between runs on one 2-core machine, and whole networks disagreed (the
+  ResNet34-UNet faster, the UNet slower; ``python -m petlib.bench`` measures both), so a choice
+  made from it would change between runs. ``channels_last="on"`` forces it.
 - the **fused AdamW** update is on for CUDA and the CPU.
 
 :func:`speed_options` returns what a config comes to on a device, with the reason for each
@@ -106,9 +108,8 @@ class CpuProbe:
     native_bf16: bool
     float32_s: float
     bf16_s: float | None  # None where bf16 is emulated and was not timed
-    channels_last_s: float  # in the chosen precision
+    channels_last_s: float  # in the chosen precision; reported, not used to decide (see the module docstring)
     use_bf16: bool
-    use_channels_last: bool
 
     @property
     def bf16_speedup(self) -> float | None:
@@ -147,10 +148,8 @@ def probe_cpu() -> CpuProbe:
     float32_s = _step_seconds(None, False)
     bf16_s = _step_seconds(torch.bfloat16, False) if native else None
     use_bf16 = bf16_s is not None and float32_s / bf16_s >= MIN_SPEEDUP
-    chosen_dtype, chosen_s = (torch.bfloat16, bf16_s) if use_bf16 else (None, float32_s)
-    channels_last_s = _step_seconds(chosen_dtype, True)
-    return CpuProbe(native, float32_s, bf16_s, channels_last_s, use_bf16,
-                    use_channels_last=chosen_s / channels_last_s >= MIN_SPEEDUP)
+    channels_last_s = _step_seconds(torch.bfloat16 if use_bf16 else None, True)
+    return CpuProbe(native, float32_s, bf16_s, channels_last_s, use_bf16)
 
 
 def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | None:
@@ -188,20 +187,18 @@ def speed_options(config, device: torch.device) -> SpeedOptions:
     """Resolve ``config``'s (a :class:`~petlib.config.TrainConfig`) "auto"/"on"/"off" speed options for ``device``."""
     amp_dtype = autocast_dtype(device, config.amp)
     if config.channels_last == "auto":
-        channels_last = device.type == "cuda" or (device.type == "cpu" and probe_cpu().use_channels_last)
+        channels_last = device.type == "cuda"
     else:
         channels_last = config.channels_last == "on"
     fused = config.fused_optimizer == "on" or (config.fused_optimizer == "auto" and device.type in FUSED_OPTIMIZER_AUTO)
     reason = ""
-    if device.type == "cpu" and "auto" in (config.amp, config.channels_last):
+    if device.type == "cpu" and config.amp == "auto":
         probe = probe_cpu()
         if not probe.native_bf16:
             reason = "CPU without native bf16 (no avx512_bf16/amx_bf16): float32"
         else:
             reason = (f"CPU with native bf16: a conv block trains {probe.bf16_speedup:.2f}x faster in bf16"
                       f" ({'used' if probe.use_bf16 else 'below ' + format(MIN_SPEEDUP, '.2f') + 'x, not used'})")
-        reason += (f"; channels-last {probe.channels_last_speedup:.2f}x"
-                   f" ({'used' if probe.use_channels_last else 'not used'})")
     elif device.type == "cuda":
         reason = "CUDA: autocast, channels-last and cuDNN autotuning on"
     # Fixed input sizes: let cuDNN try its kernels once and keep the fastest.

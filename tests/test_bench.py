@@ -57,7 +57,7 @@ def test_cuda_defaults_resolve_without_a_gpu(monkeypatch, bf16):
     # A CPU without native bf16 (faked): float32, and channels-last only where the probe found it faster.
     from petlib import device
     emulated = device.CpuProbe(native_bf16=False, float32_s=1.0, bf16_s=None, channels_last_s=1.0,
-                               use_bf16=False, use_channels_last=False)
+                               use_bf16=False)
     monkeypatch.setattr(device, "probe_cpu", lambda: emulated)
     cpu = bench.petlib_candidate("resnet34_unet", torch.device("cpu"))
     assert cpu.amp_dtype is None and not cpu.channels_last
@@ -316,7 +316,7 @@ def test_the_report_says_which_path_auto_chose_and_why(monkeypatch, capsys, nati
     from petlib.bench.settings import Settings
 
     probe = device.CpuProbe(native_bf16=native, float32_s=0.1, bf16_s=0.05 if native else None,
-                            channels_last_s=0.05 if native else 0.1, use_bf16=native, use_channels_last=native)
+                            channels_last_s=0.05 if native else 0.1, use_bf16=native)
     monkeypatch.setattr(device, "probe_cpu", lambda: probe)
     monkeypatch.setattr(machine, "bf16_flags", lambda: {"avx512_bf16": native, "amx_bf16": False})
     s = Settings(device=torch.device("cpu"), models=[], sizes=[], batch_size=2, repeats=1, seconds=0.01,
