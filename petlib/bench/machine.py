@@ -68,6 +68,7 @@ def section_auto(s: Settings, print_: Callable[[str], None]) -> None:
         print_(f"The probe (`petlib.device.probe_cpu`, best of 3, forward + backward of two 64-channel "
                f"conv-BN-ReLU layers, batch 4 at 64x64): float32 {1e3 * probe.float32_s:.1f} ms, "
                f"bf16 autocast {bf16}, channels-last in the chosen precision "
-               f"{1e3 * probe.channels_last_s:.1f} ms ({probe.channels_last_speedup:.2f}x); an option "
-               f"turns on at {petlib_device.MIN_SPEEDUP:.2f}x or more. The probe ran once in this "
+               f"{1e3 * probe.channels_last_s:.1f} ms ({probe.channels_last_speedup:.2f}x, reported only: on a "
+               f"CPU channels-last is off unless asked for); bf16 turns on at {petlib_device.MIN_SPEEDUP:.2f}x "
+               f"or more. The probe ran once in this "
                f"process, on whatever else the machine was doing then.\n")
