@@ -2,11 +2,9 @@
 
 ``fit`` is the whole recipe in one screen: build data, model, loss, optimiser
 (:mod:`petlib.optim`) and schedule from a :class:`~petlib.config.TrainConfig`; for each epoch
-train, validate, record a history row and keep two checkpoints -- the best by validation Dice
-and the last one, which also carries the optimiser and schedule so that an interrupted run
-resumes where it stopped (:mod:`petlib.resume`). Beside them go the history
-(:mod:`petlib.history`), its curves (:mod:`petlib.curves`) and the best checkpoint's model card
-(:mod:`petlib.card`); :class:`~petlib.runpaths.RunPaths` names every file.
+train, validate and record a history row; :class:`~petlib.runfiles.RunFiles` writes the run's
+files: the best checkpoint by validation Dice, the last one (an interrupted run resumes from it,
+:mod:`petlib.resume`), the history, its curves and the best checkpoint's model card.
 
 The same code runs in one process or under ``torchrun`` (DistributedDataParallel):
 each process trains on its shard, validation metrics are summed over all processes
@@ -28,18 +26,16 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from tqdm.auto import tqdm
 
 from . import distributed as dist
-from .card import build_card, read_card, write_card
-from .checkpoint import save_checkpoint
 from .config import TrainConfig
-from .curves import CurvesPNG, TensorBoardLog
 from .data import load_dataset
 from .device import SpeedOptions, autocast, autocast_dtype, pick_device, seed_everything, speed_options
-from .history import read_history, write_history
+from .history import read_history
 from .losses import build_loss
 from .metrics import dice_per_image, iou_per_image
-from .models import build_model, count_parameters, eval_mode
+from .models import build_model, eval_mode
 from .optim import build_optimizer, build_scheduler
-from .resume import Progress, ResumePoint, RunExistsError
+from .resume import ResumePoint, RunExistsError
+from .runfiles import RunFiles
 from .runpaths import RunPaths
 from .transforms import Augment
 
@@ -271,19 +267,6 @@ class FitResult:
     card_file: Path | None = None  # <name>_card.json; the Markdown card is beside it
 
 
-def _write_card(config: TrainConfig, history: list[dict[str, float]], best_path: Path, model: nn.Module,
-                loaders: dict[str, DataLoader], device: torch.device, keep_test: bool) -> Path:
-    """Write the best checkpoint's card; ``keep_test``: keep the test scores of the card there,
-    which still describe the checkpoint when this run has not replaced it."""
-    card = build_card(config, history, checkpoint_path=best_path, parameters=count_parameters(model),
-                      split_sizes={mode: len(loader.dataset) for mode, loader in loaders.items()},
-                      device=device, processes=dist.world_size())
-    earlier = read_card(best_path) if keep_test else None
-    if earlier is not None:
-        card["test"] = earlier.get("test", [])
-    return write_card(card, best_path)[0]
-
-
 @dataclass
 class _Training:
     """What a run trains with, built from its config by :func:`_build`."""
@@ -337,16 +320,6 @@ def _wrap(training: _Training, config: TrainConfig, device: torch.device, distri
         training.pad_to = eval_batch
 
 
-def _prepare_out_dir(config: TrainConfig, paths: RunPaths, log: Callable[[str], None]) -> None:
-    """Write the run's config; remove an earlier run's resume point when this run keeps none."""
-    paths.out_dir.mkdir(parents=True, exist_ok=True)
-    config.save_json(paths.config)
-    if not config.save_last and paths.last.exists():
-        # Left in place, a later resume would continue that run, not this one.
-        paths.last.unlink()
-        log(f"removed {paths.last} of an earlier run (save_last=False: this run keeps no resume point)")
-
-
 def _run_epoch(epoch: int, config: TrainConfig, training: _Training, loaders: dict[str, DataLoader],
                device: torch.device, progress: bool) -> dict[str, float]:
     """Train one epoch, validate, and return the epoch's history row."""
@@ -372,38 +345,6 @@ def _run_epoch(epoch: int, config: TrainConfig, training: _Training, loaders: di
         "epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_dice": val["dice"],
         "val_iou": val["iou"], "lr": lr, "seconds": time.perf_counter() - start,
     }
-
-
-def _checkpoint(config: TrainConfig, training: _Training, progress: Progress, epoch: int,
-                resume_point: bool = False) -> dict[str, Any]:
-    """The checkpoint dict after ``epoch``; a ``resume_point`` also holds the optimiser, schedule and scaler."""
-    checkpoint = {
-        "model_name": config.model,
-        "model_kwargs": config.model_kwargs,
-        "model_state": training.model.state_dict(),
-        "config": config.to_dict(),
-        "history": progress.history,
-        "epoch": epoch,
-        "best_dice": progress.best_dice,
-    }
-    if resume_point:
-        scheduler, scaler = training.scheduler, training.scaler
-        checkpoint["optimizer_state"] = training.optimizer.state_dict()
-        checkpoint["scheduler_state"] = scheduler.state_dict() if scheduler is not None else None
-        checkpoint["scaler_state"] = scaler.state_dict() if scaler.is_enabled() else None
-    return checkpoint
-
-
-def _save_epoch(config: TrainConfig, paths: RunPaths, training: _Training, progress: Progress, improved: bool,
-                loaders: dict[str, DataLoader], device: torch.device) -> None:
-    """The main process's files after an epoch: best checkpoint and card (if improved), last checkpoint, history."""
-    epoch = progress.history[-1]["epoch"]
-    if improved:
-        save_checkpoint(_checkpoint(config, training, progress, epoch), paths.best)
-        _write_card(config, progress.history, paths.best, training.model, loaders, device, keep_test=False)
-    if config.save_last:
-        save_checkpoint(_checkpoint(config, training, progress, epoch, resume_point=True), paths.last)
-    write_history(progress.history, paths.history)
 
 
 def _start_message(config: TrainConfig, device: torch.device, loaders: dict[str, DataLoader],
@@ -444,20 +385,16 @@ def fit(
         tensorboard: also log each epoch's numbers as TensorBoard scalars in
             ``<tensorboard>/<name>`` (skipped, with a message, without tensorboard installed).
 
-    The main process writes the run's files (:class:`~petlib.runpaths.RunPaths`) every epoch:
-    the best checkpoint and its card when validation Dice improves, the last checkpoint
-    (unless ``config.save_last`` is off: for the UNet ~0.4 GB a time; an earlier run's is then
-    removed), the history, and the curves (at most once a minute, and at the end).
+    The main process writes the run's files every epoch (:class:`~petlib.runfiles.RunFiles`): best checkpoint
+    and card, last checkpoint (unless ``config.save_last`` is off: ~0.4 GB a time for the UNet), history, curves.
 
     Returns:
         A :class:`FitResult`; the best checkpoint is the epoch with the highest validation
         Dice, ties keeping the earlier epoch.
     """
     if resume and not config.save_last:
-        raise ValueError(
-            "resume needs the last checkpoint, and save_last=False neither reads nor writes one: "
-            "resume with save_last=True (--save_last), or start a new run without resume"
-        )
+        raise ValueError("resume needs the last checkpoint, and save_last=False neither reads nor writes one: "
+                         "resume with save_last=True (--save_last), or start a new run without resume")
     # 1. Device and processes; only the main process logs and writes files.
     device = pick_device(config.device)
     distributed = dist.init_from_env(device)
@@ -472,34 +409,22 @@ def fit(
     training = _build(config, device, len(loaders["train"]), resuming=resumed.state is not None)
     run = resumed.apply(training.model, training.optimizer, training.scheduler, training.scaler)
     _wrap(training, config, device, distributed, eval_batch=loaders["valid"].batch_size)
+    # 4. The run's files (petlib.runfiles): written by the main process only.
+    files = RunFiles(config, paths, training.model, training.optimizer, training.scheduler, training.scaler,
+                     {mode: len(loader.dataset) for mode, loader in loaders.items()}, device, log)
     if dist.is_main():
-        _prepare_out_dir(config, paths, log)
-    curves = CurvesPNG(paths.curves, config.name, log)
-    board = TensorBoardLog(Path(tensorboard) / config.name, log, run.next_epoch) if tensorboard and dist.is_main() else None
-    best_replaced = False  # whether this call wrote a new best checkpoint (the card's test scores then go)
+        files.start(Path(tensorboard) / config.name if tensorboard else None, first_epoch=run.next_epoch)
     log(_start_message(config, device, loaders, training.options))
-    # 4. Each epoch: train, validate, record; the main process saves checkpoints and history.
+    # 5. Each epoch: train, validate, record; the main process writes the run's files.
     for epoch in range(run.next_epoch, config.epochs + 1):
         row = _run_epoch(epoch, config, training, loaders, device, progress)
         improved = run.record(row)
         if dist.is_main():
-            _save_epoch(config, paths, training, run, improved, loaders, device)
-            best_replaced = best_replaced or improved
-            curves.update(run.history)
-            if board is not None:
-                board.add_epoch(row)
+            files.save_epoch(run, improved)
         log(_epoch_message(row, config.epochs, improved))
-    # 5. The final curves and card: the card only for a best checkpoint this run wrote or
-    # resumed, never for an earlier run's that it failed to improve on.
-    card_file = None
-    if dist.is_main():
-        curves.update(run.history, final=True)
-        if board is not None:
-            board.close()
-        if best_replaced or (resumed.state is not None and paths.best.exists()):
-            card_file = _write_card(config, run.history, paths.best, training.model, loaders, device,
-                                    keep_test=not best_replaced)
+    # 6. The final curves and the best checkpoint's card.
+    card_file = files.finish(run.history, resumed=resumed.state is not None) if dist.is_main() else None
     dist.barrier()
     return FitResult(training.model, run.history, paths.best, paths.last if config.save_last else None,
-                     paths.history, run.best_dice, curves_file=curves.written, curves_skipped=curves.skipped,
-                     card_file=card_file)
+                     paths.history, run.best_dice, curves_file=files.curves.written,
+                     curves_skipped=files.curves.skipped, card_file=card_file)

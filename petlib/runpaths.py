@@ -1,6 +1,7 @@
 """Where a training run's files go: one name for each, built in one place.
 
-:func:`petlib.engine.fit` writes, for a run called ``name`` in ``out_dir``::
+:func:`petlib.engine.fit` writes, through :class:`petlib.runfiles.RunFiles`, for a run called ``name``
+in ``out_dir``::
 
     <name>.pth            the best checkpoint (highest validation Dice)
     <name>_last.pth       the last epoch, with optimiser and schedule: the resume point

@@ -226,11 +226,12 @@ def _worker() -> int:
     """Under torchrun: ``python -m petlib.train`` as is, recording each rank's final weights and
     saves; with ``PETLIB_TEST_STOP_AFTER_EPOCH=n`` every rank stops after epoch n, like a crash."""
     import petlib.engine
+    import petlib.runfiles
     import petlib.train
 
     saved: list[str] = []
     kept: dict[str, dict[str, torch.Tensor]] = {}
-    real_fit, real_save = petlib.train.fit, petlib.engine.save_checkpoint
+    real_fit, real_save = petlib.train.fit, petlib.runfiles.save_checkpoint
     real_train_one_epoch = petlib.engine.train_one_epoch
     stop_after, epochs_started = int(os.environ.get("PETLIB_TEST_STOP_AFTER_EPOCH", "0")), []
 
@@ -249,7 +250,7 @@ def _worker() -> int:
         kept["state"] = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
         return result
 
-    petlib.engine.save_checkpoint = save_checkpoint
+    petlib.runfiles.save_checkpoint = save_checkpoint
     petlib.engine.train_one_epoch = train_one_epoch
     petlib.train.fit = fit
     try:
