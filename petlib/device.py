@@ -11,10 +11,9 @@ decides per machine, from evidence:
   micro-benchmark (a few hundred milliseconds, once per process) finds a training step of a
   convolution block clearly faster than in float32. Where bf16 is emulated (AVX2-only CPUs)
   it is many times slower, so it stays off there.
-- **channels-last** is on for CUDA and off on a CPU: there the probe's channels-last timing
-  swung from 0.9x to 1.9x between runs on one 2-core machine, and whole networks disagreed (the
-  ResNet34-UNet faster, the UNet slower; ``python -m petlib.bench`` measures both), so a choice
-  made from it would change between runs. ``channels_last="on"`` forces it.
+- **channels-last** is on for CUDA and off on a CPU: there the probe's reading of it swung
+  between runs on one 2-core machine (1.50x and 1.24x in two benchmark reports, below 1.0 under
+  load), so a choice made from it would change from run to run. ``channels_last="on"`` forces it.
 - the **fused AdamW** update is on for CUDA and the CPU.
 
 :func:`speed_options` returns what a config comes to on a device, with the reason for each
