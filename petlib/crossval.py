@@ -105,12 +105,18 @@ def fold_root(data_path: str | Path, folds: int, fold: int, out_dir: str | Path)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     for link, target in ((root / "images", source / "images"),
                          (root / "annotations" / "trimaps", source / "annotations" / "trimaps")):
-        if not link.exists():
+        try:
             os.symlink(target, link, target_is_directory=True)
+        except FileExistsError:  # made earlier, or by another process running the same fold
+            pass
     held_out = [line for i, line in enumerate(lines) if i % folds == fold]
     kept = [line for i, line in enumerate(lines) if i % folds != fold]
     for name, chosen in (("trainval.txt", kept), ("test.txt", held_out)):
-        (root / "annotations" / name).write_text("\n".join(chosen) + "\n")
+        # Written whole, then renamed into place: another process training the same fold may be
+        # reading this file right now (the content is the same, never half of it).
+        tmp = root / "annotations" / f".{name}.{os.getpid()}.tmp"
+        tmp.write_text("\n".join(chosen) + "\n")
+        tmp.replace(root / "annotations" / name)
     return root
 
 

@@ -100,3 +100,14 @@ def test_the_last_epoch_can_be_scored_instead_and_runs_without_it_are_left_out()
     assert best["default"].runs == 3 and last["default"].runs == 2
     assert last["default"].mean == pytest.approx(0.805) and last["b"].diff == pytest.approx(0.025)
     assert best["b"].diff == pytest.approx(0.01)
+
+
+def test_the_same_fold_can_be_prepared_again_and_from_several_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        roots = list(pool.map(lambda _: fold_root(SAMPLE_ROOT, 4, 1, tmp_path), range(8)))
+    root = roots[0]
+    assert all(r == root for r in roots)
+    assert len(read_split(root, "test")) == 60 and len(read_split(root, "train")) + len(read_split(root, "valid")) == 180
+    assert not list((root / "annotations").glob(".*.tmp"))  # no temporary file left behind
