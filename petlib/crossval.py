@@ -20,6 +20,7 @@ import json
 import math
 import os
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._files import chmod_as_new_file
 from .checkpoint import load_model
 from .config import TrainConfig
 from .data import read_split
@@ -114,9 +116,11 @@ def fold_root(data_path: str | Path, folds: int, fold: int, out_dir: str | Path)
     for name, chosen in (("trainval.txt", kept), ("test.txt", held_out)):
         # Written whole, then renamed into place: another process training the same fold may be
         # reading this file right now (the content is the same, never half of it).
-        tmp = root / "annotations" / f".{name}.{os.getpid()}.tmp"
-        tmp.write_text("\n".join(chosen) + "\n")
-        tmp.replace(root / "annotations" / name)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=root / "annotations")
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(chosen) + "\n")
+        chmod_as_new_file(tmp)  # mkstemp makes it private; a split file is as readable as any other
+        os.replace(tmp, root / "annotations" / name)
     return root
 
 
