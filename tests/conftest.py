@@ -1,12 +1,14 @@
-"""What several test files share: a tiny training run's config."""
+"""What several test files share: a tiny training run's config, a schedule's learning rates."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
 from petlib.config import TrainConfig
 from petlib.data import SAMPLE_ROOT
+from petlib.optim import build_scheduler
 
 
 def _tiny_config(out_dir: str | Path, **overrides) -> TrainConfig:
@@ -24,3 +26,21 @@ def _tiny_config(out_dir: str | Path, **overrides) -> TrainConfig:
 def tiny_config():
     """``tiny_config(out_dir, **overrides)``: :func:`_tiny_config`, a tiny run's :class:`TrainConfig`."""
     return _tiny_config
+
+
+def _scheduled_lrs(config: TrainConfig, steps_per_epoch: int = 10) -> list[float]:
+    """The learning rate of each of ``config.epochs * steps_per_epoch`` steps of ``config``'s schedule."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.learning_rate)
+    scheduler = build_scheduler(config, optimizer, steps_per_epoch=steps_per_epoch)
+    lrs = []
+    for _ in range(config.epochs * steps_per_epoch):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+@pytest.fixture(scope="session")
+def scheduled_lrs():
+    """``scheduled_lrs(config, steps_per_epoch=10)``: :func:`_scheduled_lrs`, the schedule's rate per step."""
+    return _scheduled_lrs

@@ -10,7 +10,6 @@ from petlib.config import RECIPES, TrainConfig, recipe
 from petlib.data import SAMPLE_ROOT, OxfordPetSegmentation
 from petlib import engine
 from petlib.engine import evaluate, fit, read_history
-from petlib.optim import build_scheduler
 from petlib.losses import build_loss
 from petlib.metrics import dice_per_image
 from petlib.models import build_model
@@ -240,15 +239,9 @@ def test_evaluate_restores_mode_and_counts_every_image(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["onecycle", "cosine"])
-def test_schedules_warm_up_then_decay(name):
+def test_schedules_warm_up_then_decay(name, scheduled_lrs):
     config = TrainConfig(epochs=10, lr=1e-3, scheduler=name, warmup_epochs=1, min_lr=1e-5)
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=config.lr)
-    scheduler = build_scheduler(config, optimizer, steps_per_epoch=10)
-    lrs = []
-    for _ in range(100):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    lrs = scheduled_lrs(config)  # 10 epochs of 10 steps
     peak = lrs.index(max(lrs))
     assert 0 < peak < 60 and max(lrs) == pytest.approx(1e-3, rel=0.05)
     assert lrs[0] < 0.2e-3 and lrs[-1] < 0.05e-3
