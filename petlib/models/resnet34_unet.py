@@ -29,8 +29,8 @@ class ResNet34Encoder(ResNet):
 
     out_channels = (64, 64, 128, 256, 512)
 
-    def __init__(self) -> None:
-        super().__init__(BasicBlock, [3, 4, 6, 3])
+    def __init__(self, zero_init_residual: bool = False) -> None:
+        super().__init__(BasicBlock, [3, 4, 6, 3], zero_init_residual=zero_init_residual)
         del self.avgpool, self.fc
 
     def forward(self, x: Tensor) -> list[Tensor]:  # type: ignore[override]
@@ -51,6 +51,9 @@ class ResNet34UNet(nn.Module):
             downloaded on first use) into the encoder.
         decoder_channels: output channels of the five decoder blocks, deepest first.
         out_channels: logits per pixel (1 for binary segmentation).
+        zero_init_residual: start each residual block's last BatchNorm at zero, so every block
+            begins as the identity (Goyal et al., 2017, arXiv:1706.02677); torchvision's option,
+            for training from scratch. Pretrained weights overwrite it.
 
     Input ``(N, 3, H, W)`` float in ``[0, 1]``, any H and W; output logits ``(N, out_channels, H, W)``.
     """
@@ -69,6 +72,7 @@ class ResNet34UNet(nn.Module):
         pretrained: bool = False,
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
         out_channels: int = 1,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         if len(decoder_channels) != 5:
@@ -76,7 +80,7 @@ class ResNet34UNet(nn.Module):
                 f"decoder_channels needs one entry per decoder block (5), got {tuple(decoder_channels)}"
             )
         self.normalize = Normalize()  # ImageNet mean/std: what the pretrained encoder expects
-        self.encoder = ResNet34Encoder()
+        self.encoder = ResNet34Encoder(zero_init_residual)
         enc = self.encoder.out_channels
         d1, d2, d3, d4, d5 = decoder_channels
         self.decoder1 = DecoderBlock(enc[4], enc[3], d1)
