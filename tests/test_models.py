@@ -327,3 +327,28 @@ def test_eval_mode_restores_the_mode_it_found():
     with pytest.raises(RuntimeError), eval_mode(model):
         raise RuntimeError("the mode is restored on errors too")
     assert not model.training
+
+
+@pytest.mark.parametrize("size", [(64, 64), (65, 97)])
+def test_input_scale_keeps_the_output_size_and_runs_the_encoder_larger(size: tuple[int, int]) -> None:
+    torch.manual_seed(0)
+    model = ResNet34UNet(input_scale=1.5).eval()
+    seen = []
+    hook = model.encoder.conv1.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].shape[-2:]))
+    with torch.no_grad():
+        logits = model(torch.rand(2, 3, *size))
+    hook.remove()
+    assert logits.shape == (2, 1, *size)
+    # enlarged by 1.5, then padded to a multiple of 32
+    assert tuple(seen[0]) == tuple(-(-round(s * 1.5) // 32) * 32 for s in size)
+    assert count_parameters(model) == RESNET34_UNET_PARAMS  # a scale, not a different network
+    with pytest.raises(ValueError, match="input_scale"):
+        ResNet34UNet(input_scale=0)
+
+
+def test_zero_init_residual_starts_each_block_as_the_identity() -> None:
+    model = ResNet34UNet(zero_init_residual=True)
+    blocks = [b for layer in (model.encoder.layer1, model.encoder.layer2, model.encoder.layer3, model.encoder.layer4)
+              for b in layer]
+    assert all(torch.count_nonzero(b.bn2.weight) == 0 for b in blocks)
+    assert torch.count_nonzero(ResNet34UNet().encoder.layer1[0].bn2.weight) > 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import ResNet34_Weights
 from torchvision.models.resnet import BasicBlock, ResNet
@@ -54,6 +55,10 @@ class ResNet34UNet(nn.Module):
         zero_init_residual: start each residual block's last BatchNorm at zero, so every block
             begins as the identity (Goyal et al., 2017, arXiv:1706.02677); torchvision's option,
             for training from scratch. Pretrained weights overwrite it.
+        input_scale: run the network on the image enlarged by this factor (bilinear) and
+            resize the logits back to the input's size. Above 1 the feature maps are finer
+            relative to the pet (a stride-32 encoder sees a 128 px image as 4x4 at its deepest)
+            at ``input_scale**2`` times the compute; the output keeps the input's size.
 
     Input ``(N, 3, H, W)`` float in ``[0, 1]``, any H and W; output logits ``(N, out_channels, H, W)``.
     """
@@ -73,8 +78,12 @@ class ResNet34UNet(nn.Module):
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
         out_channels: int = 1,
         zero_init_residual: bool = False,
+        input_scale: float = 1.0,
     ) -> None:
         super().__init__()
+        if not input_scale > 0:
+            raise ValueError(f"input_scale must be positive, got {input_scale!r}")
+        self.input_scale = float(input_scale)
         if len(decoder_channels) != 5:
             raise ValueError(
                 f"decoder_channels needs one entry per decoder block (5), got {tuple(decoder_channels)}"
@@ -96,6 +105,10 @@ class ResNet34UNet(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         height, width = images.shape[-2:]
         x = self.normalize(images)
+        if self.input_scale != 1.0:
+            x = F.interpolate(x, size=(round(height * self.input_scale), round(width * self.input_scale)),
+                              mode="bilinear", align_corners=False)  # (N, 3, sH, sW)
+        scaled_height, scaled_width = x.shape[-2:]
         # Any H, W: pad once to a multiple of 32 (zeros = the mean after normalising) and crop
         # the logits back. Every x2 upsampling then matches its skip exactly, where smp's
         # approach (interpolating to each skip's size) would resample odd-sized maps.
@@ -108,7 +121,10 @@ class ResNet34UNet(nn.Module):
         d = self.decoder4(d, c1)  # (N, d4, H32/2, W32/2)
         d = self.decoder5(d)  # (N, d5, H32, W32)
         logits = self.segmentation_head(d)  # (N, out_channels, H32, W32)
-        return crop_to(logits, height, width)  # (N, out_channels, H, W)
+        logits = crop_to(logits, scaled_height, scaled_width)  # (N, out_channels, sH, sW)
+        if self.input_scale != 1.0:
+            logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        return logits  # (N, out_channels, H, W)
 
 
 def load_encoder_state_dict(model: ResNet34UNet, state_dict: Mapping[str, Tensor]) -> None:
