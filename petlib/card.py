@@ -44,6 +44,11 @@ SPLIT_RULE = (
     "valid: every 10th line of annotations/trainval.txt (index % 10 == 0); train: the other trainval lines; "
     "test: annotations/test.txt"
 )
+#: The same without a validation split (``TrainConfig.validate`` off).
+SPLIT_RULE_NO_VALIDATION = (
+    "train: every line of annotations/trainval.txt (no validation split; the last epoch is kept); "
+    "test: annotations/test.txt"
+)
 
 #: The settings the named recipes differ in (petlib.config.RECIPES): what "recipe" compares.
 RECIPE_FIELDS: tuple[str, ...] = tuple(sorted({key for overrides in RECIPES.values() for key in overrides}))
@@ -170,13 +175,15 @@ def build_card(
         "data": {
             "dataset": _describe_data(config.data_path), "data_path": str(config.data_path),
             "licence": "CC BY-SA 4.0 (Parkhi et al., Cats and Dogs, CVPR 2012)",
-            "split": SPLIT_RULE, "subset": config.subset, "images": dict(split_sizes) if split_sizes else None,
+            "split": SPLIT_RULE if config.validate else SPLIT_RULE_NO_VALIDATION, "subset": config.subset, "images": dict(split_sizes) if split_sizes else None,
         },
         "recipe": {"closest": name, "changed": changed, "settings": recipe_settings},
         "training": {
             "epochs_planned": config.epochs, "epochs_trained": epochs_trained,
             "finished": epochs_trained >= config.epochs,
             "best_epoch": int(best["epoch"]) if best is not None else None,
+            # which epoch the checkpoint holds: the best validated one, or the last without validation
+            "kept_epoch": int(best["epoch"]) if best is not None else (int(history[-1]["epoch"]) if history else None),
             "image_size": config.image_size,
             "wall_time_seconds": round(sum(float(row.get("seconds", 0.0)) for row in history), 1),
             "device": describe_device(device) if device is not None else config.device,
@@ -296,7 +303,9 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     if card.get("source") == "checkpoint":
         status = "card made from the checkpoint: epochs and time up to the best epoch"
     rows = [
-        ("checkpoint", f"`{card['checkpoint']}` (best epoch {training['best_epoch']})"),
+        ("checkpoint", f"`{card['checkpoint']}` ("
+                       + (f"best epoch {training['best_epoch']})" if training.get("best_epoch") is not None
+                          else f"last epoch, {training.get('kept_epoch')}; no validation split)")),
         ("model", f"{model['name']}{kwargs}, {model['parameters']:,} parameters"),
         ("data", f"{data['dataset']} at `{data['data_path']}`" + (f": {sizes} images" if sizes else "") + subset),
         ("split", data["split"]),

@@ -55,6 +55,9 @@ class TrainConfig:
     image_size: int = 256
     # Use only this many images of each split, evenly spaced through it (tests, quick runs).
     subset: int | None = None
+    # Hold out every 10th trainval image (smp's split) to validate each epoch, and keep the epoch
+    # with the best validation Dice. False: train on every trainval image and keep the last epoch.
+    validate: bool = True
     # Optimisation.
     epochs: int = 50
     batch_size: int = 16

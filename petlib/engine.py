@@ -48,10 +48,13 @@ __all__ = [
 
 
 def make_loaders(
-    config: TrainConfig, device: torch.device, modes: Iterable[str] = ("train", "valid"),
+    config: TrainConfig, device: torch.device, modes: Iterable[str] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> dict[str, DataLoader]:
     """A run's loaders for ``modes``: :func:`~petlib.data.load_dataset` with ``config``'s settings.
+
+    ``modes`` defaults to what :func:`fit` uses: ``("train", "valid")``, or ``("train",)``
+    without validation (``config.validate`` off), when "train" is every trainval image.
 
     ``config.batch_size`` is the batch size **per process**; evaluation uses
     ``config.eval_batch_size`` (default twice the training batch: no activations are kept).
@@ -66,15 +69,25 @@ def make_loaders(
         # the decode-once cache in this process (benchmarks/results/2026-11-26-cpu-loader-epoch.md):
         # only JPEG decoding for a GPU needs them.
         num_workers = 0 if (config.cache or device.type == "cpu") else 4
-    eval_batch_size = config.eval_batch_size or 2 * config.batch_size
+    if modes is None:
+        modes = ("train", "valid") if config.validate else ("train",)
+    # Without a validation split the run trains on every trainval line, the valid ones too.
+    train_split = "train" if config.validate else "trainval"
     return {
         mode: load_dataset(
-            config.data_path, mode, config.batch_size if mode == "train" else eval_batch_size,
+            config.data_path, train_split if mode == "train" else mode,
+            config.batch_size if mode == "train" else eval_batch_size(config),
             image_size=config.image_size, num_workers=num_workers, cache=config.cache, drop_last=mode == "train",
-            pin_memory=device.type == "cuda", subset=config.subset, dtype=dtype, seed=config.seed,
+            shuffle=mode == "train", pin_memory=device.type == "cuda", subset=config.subset, dtype=dtype,
+            seed=config.seed,
         )
         for mode in modes
     }
+
+
+def eval_batch_size(config: TrainConfig) -> int:
+    """``config.eval_batch_size``, by default twice the training batch (no activations are kept)."""
+    return config.eval_batch_size or 2 * config.batch_size
 
 
 def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
@@ -339,8 +352,10 @@ def _run_epoch(epoch: int, config: TrainConfig, training: _Training, loaders: di
     # use rank 0's everywhere, the ones its checkpoint holds.
     dist.broadcast_buffers(training.model)
     # Validate the plain (or compiled plain) module: DDP's forward hooks are for training only.
-    val = evaluate(training.eval_model, loaders["valid"], device, training.loss_fn, amp_dtype=options.amp_dtype,
-                   channels_last=options.channels_last, tta=config.tta, pad_to=training.pad_to)
+    val = {"loss": math.nan, "dice": math.nan, "iou": math.nan}  # no validation split: NaN in the history
+    if "valid" in loaders:
+        val = evaluate(training.eval_model, loaders["valid"], device, training.loss_fn, amp_dtype=options.amp_dtype,
+                       channels_last=options.channels_last, tta=config.tta, pad_to=training.pad_to)
     return {
         "epoch": epoch, "train_loss": train_loss, "val_loss": val["loss"], "val_dice": val["dice"],
         "val_iou": val["iou"], "lr": lr, "seconds": time.perf_counter() - start,
@@ -350,18 +365,22 @@ def _run_epoch(epoch: int, config: TrainConfig, training: _Training, loaders: di
 def _start_message(config: TrainConfig, device: torch.device, loaders: dict[str, DataLoader],
                    options: SpeedOptions) -> str:
     compiled = config.compile_mode if config.compile else False
+    images = (f"{len(loaders['train'].dataset)} train / {len(loaders['valid'].dataset)} valid images" if "valid" in loaders
+              else f"{len(loaders['train'].dataset)} train images (every trainval image; no validation, keeps the last epoch)")
     return (
         f"training {config.model} on {device} ({dist.world_size()} process(es), batch {config.batch_size} per process)"
-        f" | {len(loaders['train'].dataset)} train / {len(loaders['valid'].dataset)} valid images"
+        f" | {images}"
         f" at {config.image_size}px | amp={options.amp_dtype} channels_last={options.channels_last} compile={compiled}"
         + (f"\n  speed options: {options.reason}" if options.reason else "")
     )
 
 
 def _epoch_message(row: dict[str, float], epochs: int, improved: bool) -> str:
+    validated = not math.isnan(row["val_dice"])
+    val = f"| val loss {row['val_loss']:.4f} | val Dice {row['val_dice']:.4f} " if validated else ""
     return (
-        f"epoch {row['epoch']:3d}/{epochs} | train loss {row['train_loss']:.4f} | val loss {row['val_loss']:.4f} "
-        f"| val Dice {row['val_dice']:.4f} | lr {row['lr']:.2e} | {row['seconds']:.1f}s" + (" *" if improved else "")
+        f"epoch {row['epoch']:3d}/{epochs} | train loss {row['train_loss']:.4f} {val}"
+        f"| lr {row['lr']:.2e} | {row['seconds']:.1f}s" + (" *" if improved and validated else "")
     )
 
 
@@ -390,7 +409,8 @@ def fit(
 
     Returns:
         A :class:`FitResult`; the best checkpoint is the epoch with the highest validation
-        Dice, ties keeping the earlier epoch.
+        Dice, ties keeping the earlier epoch, or the last epoch when ``config.validate`` is off
+        (``best_dice`` is then NaN).
     """
     if resume and not config.save_last:
         raise ValueError("resume needs the last checkpoint, and save_last=False neither reads nor writes one: "
@@ -408,7 +428,7 @@ def fit(
     loaders = make_loaders(config, device, dtype=torch.uint8)
     training = _build(config, device, len(loaders["train"]), resuming=resumed.state is not None)
     run = resumed.apply(training.model, training.optimizer, training.scheduler, training.scaler)
-    _wrap(training, config, device, distributed, eval_batch=loaders["valid"].batch_size)
+    _wrap(training, config, device, distributed, eval_batch=eval_batch_size(config))
     # 4. The run's files (petlib.runfiles): written by the main process only.
     files = RunFiles(config, paths, training.model, training.optimizer, training.scheduler, training.scaler,
                      {mode: len(loader.dataset) for mode, loader in loaders.items()}, device, log)

@@ -25,7 +25,7 @@ __all__ = [
 
 # The sample lives in the repository, beside the package (absent from a wheel install).
 SAMPLE_ROOT = Path(__file__).resolve().parent.parent / "dataset" / "oxford-iiit-pet-sample"
-MODES = ("train", "valid", "test")
+MODES = ("train", "valid", "test", "trainval")
 
 
 _SPECIES = {1: "cat", 2: "dog"}
@@ -119,6 +119,8 @@ def read_split(root: str | Path, mode: str) -> list[SplitEntry]:
     ``test`` is ``annotations/test.txt``. ``train`` and ``valid`` split
     ``annotations/trainval.txt`` deterministically, as segmentation_models_pytorch does:
     line ``i`` (0-based) goes to ``valid`` when ``i % 10 == 0`` and to ``train`` otherwise.
+    ``trainval`` is every line of it: what a run trains on without a validation split
+    (``TrainConfig.validate=False``).
 
     Raises:
         ValueError: unknown ``mode``, or a malformed line.

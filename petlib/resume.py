@@ -47,8 +47,13 @@ class Progress:
     next_epoch: int = 1
 
     def record(self, row: dict[str, float]) -> bool:
-        """Add an epoch's ``row``; whether it beats every earlier epoch (a tie keeps the earlier)."""
+        """Add an epoch's ``row``; whether it is the epoch to keep: one that beats every earlier
+        epoch (a tie keeps the earlier) or, in a run without validation (NaN ``val_dice``), each
+        newest epoch."""
         self.history.append(row)
+        if math.isnan(row["val_dice"]):
+            self.best_dice = math.nan
+            return True
         improved = row["val_dice"] > self.best_dice
         if improved:
             self.best_dice = row["val_dice"]

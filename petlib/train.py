@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import typing
 from typing import Any, Sequence
 
@@ -144,9 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         dist.cleanup()
     if main_process:
-        print(f"best validation Dice {result.best_dice:.4f}")
-        last = f", {result.last_checkpoint} (last)" if result.last_checkpoint is not None else ""
-        print(f"checkpoints: {result.best_checkpoint} (best){last}; history: {result.history_file}")
+        validated = not math.isnan(result.best_dice)
+        kept = "best" if validated else "last epoch's weights"
+        print(f"best validation Dice {result.best_dice:.4f}" if validated
+              else "no validation split (--no_validate): the model is the last epoch's")
+        last = f", {result.last_checkpoint} (resume point)" if result.last_checkpoint is not None else ""
+        print(f"checkpoints: {result.best_checkpoint} ({kept}){last}; history: {result.history_file}")
         if result.curves_file is not None:
             print(f"curves: {result.curves_file}")
         else:

@@ -196,9 +196,16 @@ def test_malformed_split_line(tmp_path: Path) -> None:
 
 
 def test_unknown_mode(fake_root: Path) -> None:
-    with pytest.raises(ValueError, match="train, valid, test"):
+    with pytest.raises(ValueError, match="train, valid, test, trainval"):
         OxfordPetSegmentation(fake_root, "validation")
-    assert MODES == ("train", "valid", "test")
+    assert MODES == ("train", "valid", "test", "trainval")
+
+
+def test_trainval_is_train_and_valid_in_file_order(fake_root: Path) -> None:
+    names = [e.name for e in read_split(fake_root, "trainval")]
+    train, valid = ([e.name for e in read_split(fake_root, mode)] for mode in ("train", "valid"))
+    assert sorted(names) == sorted(train + valid) and len(names) == len(set(names))
+    assert names[0] == valid[0]  # line 0 is a validation line: trainval keeps the file's order
 
 
 # ----------------------------------------------------------------------------- odd and bad inputs

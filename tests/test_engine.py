@@ -1,5 +1,6 @@
 """Training engine: real images train, checkpoints round-trip, interrupted runs resume."""
 import copy
+import math
 import dataclasses
 
 import pytest
@@ -346,3 +347,36 @@ def test_compiled_fit_shows_the_model_one_batch_shape(tmp_path, monkeypatch, eng
                                  compile=True, epochs=1, batch_size=5, eval_batch_size=5)
     fit(config, progress=False, log=None)
     assert shapes == {"train": {5}, "eval": {5}}
+
+
+def test_without_validation_the_run_trains_on_every_trainval_image_and_keeps_the_last_epoch(tmp_path, engine_config):
+    lines = []
+    config = engine_config(tmp_path, validate=False, subset=None, image_size=16, model="unet",
+                           model_kwargs={"base_channels": 4}, batch_size=16, epochs=2)
+    loaders = engine.make_loaders(config, torch.device("cpu"))
+    assert set(loaders) == {"train"}
+    trainval = OxfordPetSegmentation(SAMPLE_ROOT, "trainval").entries
+    assert loaders["train"].dataset.entries == trainval  # the 10 % validation images too
+    assert len(trainval) == len(OxfordPetSegmentation(SAMPLE_ROOT, "train")) + len(OxfordPetSegmentation(SAMPLE_ROOT, "valid"))
+
+    result = fit(dataclasses.replace(config, subset=16), progress=False, log=lines.append)
+    assert all(math.isnan(row["val_dice"]) and math.isnan(row["val_loss"]) for row in result.history)
+    assert math.isnan(result.best_dice)
+    kept, last = load_checkpoint(result.best_checkpoint), load_checkpoint(result.last_checkpoint)
+    assert kept["epoch"] == 2  # the last epoch, not the first "best"
+    torch.testing.assert_close(kept["model_state"], last["model_state"], rtol=0, atol=0)
+    assert "no validation" in lines[0] and "16 train images" in lines[0]
+    assert not any("val Dice" in line for line in lines)
+    card = (tmp_path / "models" / "unet_card.md").read_text()
+    assert "last epoch, 2; no validation split" in card and "validation Dice" not in card
+
+
+def test_a_run_without_validation_resumes_like_an_uninterrupted_one(tmp_path, engine_config):
+    full = fit(engine_config(tmp_path / "full", epochs=3, validate=False), progress=False, log=None)
+    config = engine_config(tmp_path / "killed", epochs=3, validate=False)
+    with pytest.raises(_Interrupt):
+        fit(config, progress=False, log=_interrupt_after_epoch(2))
+    resumed = fit(config, resume=True, progress=False, log=None)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert load_checkpoint(resumed.best_checkpoint)["epoch"] == 3
+    assert torch.allclose(_weights(resumed.best_checkpoint), _weights(full.best_checkpoint), atol=1e-6)
