@@ -55,6 +55,18 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "warmup10": dict(warmup_fraction=0.1),
     # Native bf16 autocast on a CPU that has it: the same recipe, faster (issue: speed).
     "bf16": dict(amp="on"),
+    # Train on every trainval image (the validation tenth too) and keep the last epoch.
+    "all-data": dict(validate=False),
+    # ... with zoom-out as well as zoom-in: the crop's area 0.8-1.25 of the image's.
+    "all-data+zoom-out": dict(validate=False, crop_scale_max=1.25),
+    # One soft Dice pooled over the batch (smp's) instead of per image.
+    "pooled": dict(loss="bce+dice_pooled"),
+    # The ResNet34-UNet's peak learning rate halved.
+    "lr5e-4": dict(lr=5e-4),
+    # Every residual block starts as the identity (torchvision's zero_init_residual).
+    "zero-init": dict(model_kwargs={"zero_init_residual": True}),
+    # The network runs on the image enlarged 1.25x (1.56x the compute); logits back at 128 px.
+    "in1.25": dict(model_kwargs={"input_scale": 1.25}),
 }
 
 
