@@ -5,6 +5,7 @@ the notebooks stay free of plotting code and the functions are testable headless
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -152,7 +153,8 @@ def plot_history(
 
     By default the training and validation loss share the first panel, so over- and under-fitting
     show at a glance, and validation Dice has the second; the best epoch by validation Dice is
-    marked with a star.
+    marked with a star. A column a run did not record (NaN throughout: the validation columns
+    of a run without validation) is left out, and so is a panel left with nothing to draw.
 
     Args:
         histories: run label -> list of per-epoch rows as written by :func:`petlib.engine.fit`.
@@ -163,16 +165,19 @@ def plot_history(
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    drawn = {title: (ylabel, keys) for title, (ylabel, keys) in panels.items()
+             if any(_recorded(history, key) for history in histories.values() for key in keys)}
+    panels = drawn or dict(list(panels.items())[:1])  # an empty history: one empty panel
     fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.4), squeeze=False)
     for ax, (title, (ylabel, keys)) in zip(axes[0], panels.items()):
         for i, (label, history) in enumerate(histories.items()):
             epochs = [row["epoch"] for row in history]
-            for key in keys:
+            for key in filter(lambda key: _recorded(history, key), keys):
                 name = label if len(keys) == 1 else f"{label} {_SHORT.get(key, key)}"
                 ax.plot(epochs, [row[key] for row in history], _LINE_STYLES.get(key, "-"), color=f"C{i}",
                         marker="o", markersize=2.5, label=name)
-            if "val_dice" in keys and history:
-                best = max(history, key=lambda row: row["val_dice"])  # ties: the earlier epoch, as fit keeps
+            if "val_dice" in keys and _recorded(history, "val_dice"):
+                best = max((row for row in history if not math.isnan(float(row["val_dice"]))), key=lambda row: row["val_dice"])  # ties: the earlier epoch, as fit keeps
                 ax.plot([best["epoch"]], [best["val_dice"]], "*", color=f"C{i}", markersize=11,
                         markeredgecolor="black", label=f"{label} best: {best['val_dice']:.3f} (epoch {best['epoch']})")
         ax.set_xlabel("epoch")
@@ -183,6 +188,11 @@ def plot_history(
         ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _recorded(history: Sequence[Mapping[str, float]], key: str) -> bool:
+    """Whether any row of ``history`` has a number (not NaN, not missing) in column ``key``."""
+    return any(not math.isnan(float(row.get(key, math.nan))) for row in history)
 
 
 def plot_histograms(

@@ -319,6 +319,14 @@ def test_plot_helpers_return_figures():
     assert loss_panel.get_xlabel() == "epoch" and loss_panel.get_ylabel().startswith("loss")
     assert {line.get_label() for line in loss_panel.get_lines()} >= {"UNet train", "UNet validation"}
     assert any("best: 0.700 (epoch 2)" in line.get_label() for line in dice_panel.get_lines())
+    # A run without validation (NaN validation columns): its training loss only, no empty Dice panel.
+    nan = float("nan")
+    unvalidated = [{**row, "val_loss": nan, "val_dice": nan} for row in history]
+    [loss_only] = plot_history({"UNet": unvalidated}).axes
+    assert [line.get_label() for line in loss_only.get_lines()] == ["UNet train"]
+    # Beside a validated run, the Dice panel shows the validated one only.
+    _, dice_panel = plot_history({"all": unvalidated, "held out": history}).axes
+    assert [line.get_label() for line in dice_panel.get_lines()] == ["held out", "held out best: 0.700 (epoch 2)"]
 
 
 def test_error_overlay_colours_each_outcome():

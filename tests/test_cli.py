@@ -24,7 +24,7 @@ def trained_run(tmp_path_factory):
     stdout = run(
         "petlib.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--epochs", "2",
         "--image_size", "32", "--batch_size", "4", "--learning-rate", "1e-3", "--out_dir", str(out),
-        "--subset", "16", "--no-progress",
+        "--subset", "16", "--validate", "--no-progress",
     )
     assert "epoch   2/2" in stdout and "best validation Dice" in stdout
     return out, stdout
@@ -498,3 +498,15 @@ def test_parse_bool_is_the_one_reading_of_yes_and_no(text, expected):
     from petlib.cli import parse_bool
 
     assert parse_bool(text) is expected
+
+
+def test_train_without_validation_says_which_weights_it_kept(tmp_path):
+    result = tiny_train(tmp_path / "all", "--no_validate", "--epochs", "2")
+    stdout = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()
+    assert "16 train images (every trainval image; no validation" in stdout
+    assert "val Dice" not in stdout and "best validation Dice" not in stdout
+    assert "no validation split (--no_validate): the model is the last epoch's" in stdout
+    assert re.search(r"unet\.pth \(last epoch's weights\)", stdout), stdout
+    card = json.loads((tmp_path / "all" / "unet_card.json").read_text())
+    assert card["validation"] is None and card["training"]["kept_epoch"] == 2

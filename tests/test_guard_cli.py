@@ -47,7 +47,7 @@ def trained(tmp_path_factory) -> tuple[Path, str]:
     """A 4-channel UNet trained by ``python -m petlib.train`` (2 epochs, 16 images): (folder, stdout)."""
     out = tmp_path_factory.mktemp("models")
     stdout = succeed("petlib.train", *TINY_UNET, "--data_path", SAMPLE, "--subset", "16", "--epochs", "2",
-                     "--batch_size", "4", "--out_dir", str(out), "--no-progress")
+                     "--batch_size", "4", "--validate", "--out_dir", str(out), "--no-progress")
     return out, stdout
 
 
@@ -182,7 +182,7 @@ def test_train_over_an_earlier_run_or_stretching_its_schedule_is_one_error(train
     shutil.copytree(trained[0], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     common = ["petlib.train", *TINY_UNET, "--data_path", SAMPLE, "--subset", "16", "--batch_size", "4",
-              "--out_dir", str(out), "--no-progress"]
+              "--validate", "--out_dir", str(out), "--no-progress"]
     best = load_checkpoint(out / "unet.pth")
     result = run(*common, "--epochs", "2")
     assert_one_error(result, 1, re.escape(f"{out / 'unet.pth'} holds the best checkpoint of an earlier run "

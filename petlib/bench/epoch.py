@@ -82,7 +82,7 @@ def section_epoch(s: Settings, print_: Callable[[str], None]) -> None:
     with tempfile.TemporaryDirectory() as out:
         config = replace(s.config, model=model, data_path=str(s.data_path), image_size=s.epoch_size,
                          batch_size=s.epoch_batch_size, epochs=s.epochs, out_dir=out, device=str(s.device),
-                         cache=True)
+                         cache=True, validate=True)  # an epoch as the notebooks run it: train, then validate
         # Wrap fit's own loaders and augmentation, so that what is timed is a real epoch of fit.
         with mock.patch.object(engine, builder, timed_builder), mock.patch.object(engine, "Augment", TimedAugment):
             result = engine.fit(config, progress=False, log=None)
