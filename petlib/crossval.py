@@ -245,7 +245,8 @@ class Summary:
         return "no difference"
 
 
-#: Which weights of a run are scored: the best-validation checkpoint (what petlib keeps) or the last epoch's.
+#: Which weights of a run are scored: the checkpoint the run keeps (its best validated epoch, or its
+#: last one when it trains without validation) or the last epoch's.
 SCORES = {"best": ("heldout_dice", "per_image_dice"), "last": ("heldout_dice_last", "per_image_dice_last")}
 
 

@@ -2,9 +2,10 @@
 
 ``fit`` is the whole recipe in one screen: build data, model, loss, optimiser
 (:mod:`petlib.optim`) and schedule from a :class:`~petlib.config.TrainConfig`; for each epoch
-train, validate and record a history row; :class:`~petlib.runfiles.RunFiles` writes the run's
-files: the best checkpoint by validation Dice, the last one (an interrupted run resumes from it,
-:mod:`petlib.resume`), the history, its curves and the best checkpoint's model card.
+train, validate (``config.validate``) and record a history row; :class:`~petlib.runfiles.RunFiles`
+writes the run's files: the kept checkpoint (the best by validation Dice, or without validation
+the newest epoch), the last one (an interrupted run resumes from it, :mod:`petlib.resume`), the
+history, its curves and the kept checkpoint's model card.
 
 The same code runs in one process or under ``torchrun`` (DistributedDataParallel):
 each process trains on its shard, validation metrics are summed over all processes

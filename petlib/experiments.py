@@ -84,8 +84,10 @@ def compare_recipes(
         if name in results:
             print(f"[{name}] done earlier: test Dice {results[name]['test_dice']:.4f} (from {results_file})")
             continue
+        # Every recipe on the same training images, keeping its best validated epoch (validate).
         config = recipe(base, model=model, data_path=str(data_path), image_size=image_size, epochs=epochs,
-                        batch_size=batch_size, seed=seed, out_dir=str(out), run_name=name, **(overrides or {}))
+                        batch_size=batch_size, seed=seed, out_dir=str(out), run_name=name,
+                        **{"validate": True, **(overrides or {})})
         print(f"[{name}] {json.dumps({**RECIPES[base], **(overrides or {})})}")
         start = time.perf_counter()
         run = fit(config, resume=resume, progress=progress)
@@ -197,7 +199,8 @@ def cross_validate_command(args: Any, overrides: dict[str, Any]) -> int:
         return 0
     print(f"\n{args.model}, {args.image_size} px, {args.epochs} epochs, batch {args.batch_size}, "
           f"{args.folds}-fold cross-validation of {args.data_path}'s trainval images ({out})")
-    print(f"scored: each run's {'best-validation checkpoint' if args.score == 'best' else 'last epoch'} on its held-out fold")
+    kept = "the checkpoint it keeps (its best validated epoch; its last without validation)"
+    print(f"scored: each run's {kept if args.score == 'best' else 'last epoch'} on its held-out fold")
     print(format_summary(summarise(records, baseline, args.score), baseline))
     return 0
 

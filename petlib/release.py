@@ -19,13 +19,16 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
-    "SAMPLE_ROOT", "MODES", "DatasetNotFoundError", "SplitEntry", "image_file", "trimap_file", "dataset_present",
+    "SAMPLE_ROOT", "MODES", "SPLITS", "DatasetNotFoundError", "SplitEntry", "image_file", "trimap_file", "dataset_present",
     "is_sample", "read_split", "read_image", "read_image_and_size", "read_trimap",
 ]
 
 # The sample lives in the repository, beside the package (absent from a wheel install).
 SAMPLE_ROOT = Path(__file__).resolve().parent.parent / "dataset" / "oxford-iiit-pet-sample"
-MODES = ("train", "valid", "test", "trainval")
+#: The three disjoint splits petlib uses (train and valid share trainval.txt, see read_split).
+SPLITS = ("train", "valid", "test")
+#: Every split :func:`read_split` reads: the three, and ``trainval`` (train and valid together).
+MODES = SPLITS + ("trainval",)
 
 
 _SPECIES = {1: "cat", 2: "dog"}

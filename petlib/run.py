@@ -63,8 +63,9 @@ def _configs(args: argparse.Namespace) -> tuple[str, list[TrainConfig]]:
     """What to train: a sentence saying which data and why, and one config per network."""
     if dataset_present(args.data_path) and not args.sample:
         out = _fresh_out(args.out_dir)
+        # validate: make run is what the notebooks run, validation curves included.
         overrides: dict[str, Any] = dict(data_path=str(args.data_path), image_size=256, epochs=50, batch_size=16,
-                                         out_dir=str(out), **_overrides(args))
+                                         validate=True, out_dir=str(out), **_overrides(args))
         what = (f"Full dataset found at {args.data_path}: training both networks with petlib's recipe at 256 px "
                 f"for {overrides['epochs']} epochs (hours on a GPU; impractical on a CPU).")
         return what, [TrainConfig(model=name, **overrides) for name in RUN_MODELS]

@@ -19,9 +19,10 @@ import numpy as np
 from PIL import Image
 
 from .data import (  # dataset_present and is_sample: re-exported, the notebooks' names
-    MODES, SplitEntry, dataset_present, image_file, is_sample, read_image, read_split, read_trimap, trimap_file,
+    SplitEntry, dataset_present, image_file, is_sample, read_image, read_split, read_trimap, trimap_file,
     trimap_to_mask,
 )
+from .release import SPLITS
 
 __all__ = [
     "dataset_present", "is_sample", "read_splits", "count_by", "count_table", "read_example", "ImageInfo",
@@ -31,7 +32,7 @@ __all__ = [
 
 def read_splits(root: str | Path) -> dict[str, list[SplitEntry]]:
     """The entries of every split (``train``, ``valid``, ``test``) under ``root``."""
-    return {mode: read_split(root, mode) for mode in MODES}
+    return {mode: read_split(root, mode) for mode in SPLITS}
 
 
 def count_by(entries: Sequence[SplitEntry], key: str) -> dict[str, int]:

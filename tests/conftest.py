@@ -18,7 +18,7 @@ def _tiny_config(out_dir: str | Path, **overrides) -> TrainConfig:
     (with ``"auto"`` :func:`petlib.device.speed_options` would decide from a probe).
     """
     values = dict(model="unet", model_kwargs={"base_channels": 4}, data_path=str(SAMPLE_ROOT), subset=8,
-                  image_size=16, batch_size=4, epochs=2, device="cpu", amp="off", out_dir=str(out_dir))
+                  image_size=16, batch_size=4, epochs=2, device="cpu", amp="off", validate=True, out_dir=str(out_dir))
     return TrainConfig(**{**values, **overrides})
 
 

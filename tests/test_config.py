@@ -60,3 +60,15 @@ def test_edge_values_that_mean_something_are_accepted(field, value):
 def test_replace_checks_again():
     with pytest.raises(ValueError, match="epochs"):
         dataclasses.replace(TrainConfig(), epochs=0)
+
+
+def test_who_validates():
+    # petlib's recipe trains on every trainval image and keeps its last epoch (README, "How the
+    # recipe is chosen"); the lab's and smp's keep their best validated epoch, as their authors do,
+    # and the sample runs behind the notebooks validate to draw their curves.
+    from petlib.config import SAMPLE_SETTINGS, sample_config
+
+    assert TrainConfig().validate is False and recipe("petlib").validate is False
+    assert recipe("lab").validate is True and recipe("smp").validate is True
+    assert all(settings["validate"] is True for settings in SAMPLE_SETTINGS.values())
+    assert sample_config("unet", "somewhere").validate is True
