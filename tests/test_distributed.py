@@ -23,7 +23,7 @@ from petlib.data import SAMPLE_ROOT
 
 # 5 images a split: the 5 validation images are shards of 3 and 2, not an even split.
 TRAIN_ARGS = ["--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--image_size", "32",
-              "--batch_size", "2", "--subset", "5", "--no-progress", "--device", "cpu"]
+              "--batch_size", "2", "--subset", "5", "--validate", "--no-progress", "--device", "cpu"]
 
 
 def _torchrun(out_dir: Path, record_dir: Path, *extra: str, stop_after_epoch: int = 0) -> subprocess.CompletedProcess:
