@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         validated = not math.isnan(result.best_dice)
         kept = "best" if validated else "last epoch's weights"
         print(f"best validation Dice {result.best_dice:.4f}" if validated
-              else "no validation split (--no_validate): the model is the last epoch's")
+              else "no validation split (--validate holds out every 10th trainval image): the model is the last epoch's")
         last = f", {result.last_checkpoint} (resume point)" if result.last_checkpoint is not None else ""
         print(f"checkpoints: {result.best_checkpoint} ({kept}){last}; history: {result.history_file}")
         if result.curves_file is not None:

@@ -506,7 +506,7 @@ def test_train_without_validation_says_which_weights_it_kept(tmp_path):
     assert result.returncode == 0, result.stderr.decode()
     assert "16 train images (every trainval image; no validation" in stdout
     assert "val Dice" not in stdout and "best validation Dice" not in stdout
-    assert "no validation split (--no_validate): the model is the last epoch's" in stdout
+    assert "no validation split (--validate holds out every 10th trainval image): the model is the last epoch's" in stdout
     assert re.search(r"unet\.pth \(last epoch's weights\)", stdout), stdout
     card = json.loads((tmp_path / "all" / "unet_card.json").read_text())
     assert card["validation"] is None and card["training"]["kept_epoch"] == 2
