@@ -2,7 +2,7 @@
 
     python benchmarks/cpu_options.py > benchmarks/results/<date>-cpu-options-extra.txt
 
-The bench's options section (``python -m petlib.bench --sections options``) covers the
+The bench's options section (``python -m petlib.research.bench --sections options``) covers the
 ResNet34-UNet at one size and includes bf16 autocast, which on a CPU without native bf16 runs
 at a fraction of an image per second at 256 px. This times what decides the CPU's "auto"
 defaults: each option alone and both, for the ResNet34-UNet at 256 px and the UNet at 128 px,
@@ -13,8 +13,8 @@ from dataclasses import replace
 
 import torch
 
-from petlib.bench import measure, petlib_candidate
-from petlib.config import TrainConfig
+from petlib.research.bench import measure, petlib_candidate
+from petlib.training.config import TrainConfig
 
 device, config = torch.device("cpu"), TrainConfig(fused_optimizer="off", channels_last="off")
 for model, size in [("resnet34_unet", 256), ("unet", 128)]:

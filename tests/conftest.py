@@ -6,16 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from petlib.config import TrainConfig
 from petlib.data import SAMPLE_ROOT
-from petlib.optim import build_scheduler
+from petlib.training.config import TrainConfig
+from petlib.training.optim import build_scheduler
 
 
 def _tiny_config(out_dir: str | Path, **overrides) -> TrainConfig:
     """A 4-channel UNet, 8 images a split at 16 px, on the CPU: a run of a few seconds.
 
     ``amp="off"``: the numbers do not depend on whether this CPU computes bfloat16 natively
-    (with ``"auto"`` :func:`petlib.device.speed_options` would decide from a probe).
+    (with ``"auto"`` :func:`petlib.training.device.speed_options` would decide from a probe).
     """
     values = dict(model="unet", model_kwargs={"base_channels": 4}, data_path=str(SAMPLE_ROOT), subset=8,
                   image_size=16, batch_size=4, epochs=2, device="cpu", amp="off", validate=True, out_dir=str(out_dir))

@@ -1,4 +1,4 @@
-"""petlib.analysis (what the notebooks compute) and the plotting helpers they use: fast, offline, on the sample."""
+"""What the notebooks compute (petlib.evaluation.compare, petlib.data.survey, petlib.training.settings) and the plotting helpers they use: fast, offline, on the sample."""
 from pathlib import Path
 
 import matplotlib
@@ -10,46 +10,49 @@ import pytest
 import torch
 from torch import nn
 
-from petlib.analysis import (
+from petlib.data import SAMPLE_ROOT, DatasetNotFoundError, SplitEntry, read_split
+from petlib.data.survey import count_table, foreground_fractions, odd_images, read_example, read_splits, survey_images
+from petlib.evaluation.compare import (
+    ModelResult,
+    TrainedRun,
+    group_scores,
+    lab_reference_table,
+    load_run,
+    paired_bootstrap,
+    pick_examples,
+    prediction_panels,
+    score_checkpoint,
+    species_table,
+    summary_table,
+    time_inference,
+    written_reading,
+)
+from petlib.evaluation.plots import (
+    colorize_trimap,
+    error_overlay,
+    plot_histograms,
+    plot_history,
+    plot_image_sizes,
+    show_grid,
+    show_predictions,
+    trimap_key,
+)
+from petlib.evaluation.tables import format_table
+from petlib.models import build_model
+from petlib.training.checkpoint import save_checkpoint
+from petlib.training.config import SAMPLE_SETTINGS, TrainConfig
+from petlib.training.settings import (
     QUICK_DIR,
     QUICK_SETTINGS,
     REPO_ROOT,
     SAMPLE_SUBDIR,
-    ModelResult,
-    TrainedRun,
     config_mode,
-    count_table,
     describe_run,
-    foreground_fractions,
-    format_table,
-    group_scores,
-    lab_reference_table,
-    load_run,
     mode_banner,
     notebook_config,
-    odd_images,
-    paired_bootstrap,
-    pick_examples,
-    prediction_panels,
     quick_mode,
-    read_example,
-    read_splits,
     require_dataset,
     run_mode,
-    score_checkpoint,
-    species_table,
-    summary_table,
-    survey_images,
-    time_inference,
-    written_reading,
-)
-from petlib.checkpoint import save_checkpoint
-from petlib.config import SAMPLE_SETTINGS, TrainConfig
-from petlib.data import SAMPLE_ROOT, DatasetNotFoundError, SplitEntry, read_split
-from petlib.models import build_model
-from petlib.plotting import (
-    colorize_trimap, error_overlay, plot_histograms, plot_history, plot_image_sizes, show_grid, show_predictions,
-    trimap_key,
 )
 
 # --------------------------------------------------------------------------- settings

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from petlib import bench
-from petlib.bench import harness
-from petlib.config import TrainConfig
+from petlib.research import bench
+from petlib.research.bench import harness
+from petlib.training.config import TrainConfig
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_cuda_defaults_resolve_without_a_gpu(monkeypatch, bf16):
     assert cuda.amp_dtype == (torch.bfloat16 if bf16 else torch.float16)
     assert cuda.channels_last and cuda.cudnn_benchmark and cuda.fused_optimizer and not cuda.compile
     # A CPU without native bf16 (faked): float32, and channels-last only where the probe found it faster.
-    from petlib import device
+    from petlib.training import device
     emulated = device.CpuProbe(native_bf16=False, float32_s=1.0, bf16_s=None, channels_last_s=1.0,
                                use_bf16=False)
     monkeypatch.setattr(device, "probe_cpu", lambda: emulated)
@@ -106,7 +106,7 @@ def test_batched_reads_equal_item_reads(tmp_path, cache, dtype):
 
 def test_uint8_items_convert_on_the_device_to_the_float_items():
     from petlib.data import SAMPLE_ROOT
-    from petlib.engine import make_loaders, to_device
+    from petlib.training.engine import make_loaders, to_device
 
     config = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=32, batch_size=4, cache=True, num_workers=0)
     device = torch.device("cpu")
@@ -130,7 +130,7 @@ def test_uint8_items_refuse_a_float_transform():
 def test_gpu_loaders_read_the_cache_in_process(cache, workers):
     """Worker processes only help JPEG decoding; from the cache they would be the bottleneck."""
     from petlib.data import SAMPLE_ROOT
-    from petlib.engine import make_loaders
+    from petlib.training.engine import make_loaders
 
     config = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=16, cache=cache)
     loader = make_loaders(config, torch.device("cuda"), modes=("valid",))["valid"]
@@ -175,7 +175,7 @@ def test_cpu_peak_memory_is_the_probe_s_own_not_its_parent_s():
 
 
 def test_a_ratio_whose_spread_includes_one_is_no_difference():
-    from petlib.bench.cells import ratio_spread, spread_cell
+    from petlib.research.bench.cells import ratio_spread, spread_cell
 
     # Paired repeat by repeat: 1.05, 0.95, 1.10 -> the spread includes 1.0.
     same = ratio_spread([10.5, 9.5, 11.0], [10.0, 10.0, 10.0])
@@ -224,8 +224,8 @@ def _fake_throughput(train_runs, infer_runs):
 def test_networks_table_shows_the_headline_peer_spreads_and_the_peak_of_each_row_s_arithmetic(monkeypatch, capsys):
     from dataclasses import replace
 
-    from petlib.bench import networks
-    from petlib.bench.settings import Settings
+    from petlib.research.bench import networks
+    from petlib.research.bench.settings import Settings
 
     monkeypatch.setattr(harness, "smp_available", lambda: True)
     ours = bench.Candidate("petlib", "resnet34_unet", amp_dtype=torch.bfloat16, fused_optimizer=True)
@@ -268,7 +268,7 @@ def test_networks_table_shows_the_headline_peer_spreads_and_the_peak_of_each_row
 
 
 def test_precision_peak_and_datasheet():
-    from petlib.bench import flops
+    from petlib.research.bench import flops
 
     assert flops.precision_of(torch.bfloat16, torch.device("cpu")) == "bf16"
     assert flops.precision_of(None, torch.device("cpu")) == "fp32"
@@ -284,8 +284,8 @@ def test_precision_peak_and_datasheet():
 
 
 def test_section_peak_probes_each_precision_and_takes_the_best_size(monkeypatch, capsys):
-    from petlib.bench import networks
-    from petlib.bench.settings import Settings
+    from petlib.research.bench import networks
+    from petlib.research.bench.settings import Settings
 
     calls = []
 
@@ -311,9 +311,9 @@ def test_section_peak_probes_each_precision_and_takes_the_best_size(monkeypatch,
 
 @pytest.mark.parametrize("native", [True, False])
 def test_the_report_says_which_path_auto_chose_and_why(monkeypatch, capsys, native):
-    from petlib import device
-    from petlib.bench import machine
-    from petlib.bench.settings import Settings
+    from petlib.research.bench import machine
+    from petlib.research.bench.settings import Settings
+    from petlib.training import device
 
     probe = device.CpuProbe(native_bf16=native, float32_s=0.1, bf16_s=0.05 if native else None,
                             channels_last_s=0.05 if native else 0.1, use_bf16=native)
@@ -359,7 +359,7 @@ def test_compile_cost_counts_every_warm_up_step_until_steady(monkeypatch):
 
 
 def test_steady_warmup_stops_at_its_cap():
-    from petlib.bench.harness import steady_warmup
+    from petlib.research.bench.harness import steady_warmup
 
     noisy = iter([1.0, 2.0] * 50)
     assert len(steady_warmup(lambda: next(noisy), min_steps=2, max_steps=7)) == 7
@@ -368,8 +368,8 @@ def test_steady_warmup_stops_at_its_cap():
 def test_synthetic_full_set_is_real_size_jpegs_under_new_names(tmp_path):
     from PIL import Image
 
-    from petlib.bench import loader
     from petlib.data import SAMPLE_ROOT, OxfordPetSegmentation
+    from petlib.research.bench import loader
 
     # The shipped sample is downsized (256 px): its images are scaled back up to 500 px first.
     synthetic = loader.build_synthetic_full(SAMPLE_ROOT, 7, tmp_path)
@@ -393,8 +393,8 @@ def test_synthetic_full_set_is_real_size_jpegs_under_new_names(tmp_path):
 
 
 def test_the_whole_sample_is_every_listed_image(tmp_path):
-    from petlib.bench import loader
     from petlib.data import SAMPLE_ROOT, OxfordPetSegmentation
+    from petlib.research.bench import loader
 
     root = loader.whole_split_root(SAMPLE_ROOT, tmp_path)
     dataset = OxfordPetSegmentation(root, loader.ALL, image_size=8, cache="disk")
@@ -403,7 +403,7 @@ def test_the_whole_sample_is_every_listed_image(tmp_path):
 
 
 def test_loader_rows_are_the_jpeg_path_with_4_workers_and_one_per_core():
-    from petlib.bench.loader import loader_rows
+    from petlib.research.bench.loader import loader_rows
 
     rows = loader_rows(16)
     jpeg = [workers for label, cache, workers, _ in rows if cache is False]
@@ -413,7 +413,7 @@ def test_loader_rows_are_the_jpeg_path_with_4_workers_and_one_per_core():
 
 
 def test_gpu_data_wait_is_quoted_from_a_gpu_report_and_never_invented(tmp_path):
-    from petlib.bench.loader import gpu_data_wait
+    from petlib.research.bench.loader import gpu_data_wait
 
     results = tmp_path / "benchmarks" / "results"
     results.mkdir(parents=True)
@@ -431,9 +431,9 @@ def test_gpu_data_wait_is_quoted_from_a_gpu_report_and_never_invented(tmp_path):
 
 def test_epoch_section_times_fit_s_own_loaders(tmp_path, capsys):
     # Guards the section's wrapping of fit's loader builder against engine refactors.
-    from petlib.bench.epoch import section_epoch
-    from petlib.bench.settings import Settings
     from petlib.data import SAMPLE_ROOT
+    from petlib.research.bench.epoch import section_epoch
+    from petlib.research.bench.settings import Settings
 
     root = tmp_path / "tiny"
     (root / "annotations").mkdir(parents=True)

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import petlib
-from petlib.card import card_paths, closest_recipe, read_card, record_test_score
-from petlib.config import TrainConfig, recipe
 from petlib.data import SAMPLE_ROOT
-from petlib.engine import fit
 from petlib.models import build_model, count_parameters
+from petlib.training.card import card_paths, closest_recipe, read_card, record_test_score
+from petlib.training.config import TrainConfig, recipe
+from petlib.training.engine import fit
 
 
 def scored_result(checkpoint_path, dice: float = 0.61, tta: bool = True, count: int = 60) -> dict:

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import petlib
-from petlib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from petlib.config import TrainConfig
 from petlib.models import build_model
+from petlib.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from petlib.training.config import TrainConfig
 
 
 class _RunsCodeWhenUnpickled:

@@ -22,7 +22,7 @@ def trained_run(tmp_path_factory):
     """A ResNet34-UNet trained for 2 epochs at 32 px on 16 images by `python -m petlib.train`: (folder, stdout)."""
     out = tmp_path_factory.mktemp("models")
     stdout = run(
-        "petlib.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--epochs", "2",
+        "petlib.cli.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--epochs", "2",
         "--image_size", "32", "--batch_size", "4", "--learning-rate", "1e-3", "--out_dir", str(out),
         "--subset", "16", "--validate", "--no-progress",
     )
@@ -54,7 +54,7 @@ def test_train_resume(trained, tmp_path):
 
     out = tmp_path / "copy"
     shutil.copytree(trained, out)
-    common = ["petlib.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--out_dir", str(out),
+    common = ["petlib.cli.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--out_dir", str(out),
               "--resume", "--no-progress"]
     # A finished run resumes to "nothing left to do" and keeps its files.
     stdout = run(*common, "--epochs", "2")
@@ -66,7 +66,7 @@ def test_train_resume(trained, tmp_path):
 
 def test_inference_prints_test_dice_as_validated(trained):
     # petlib's recipe validates with flip TTA: the test score is computed the same way by default.
-    command = ["petlib.inference", "--model", "resnet34_unet", "--model_path", str(trained / "resnet34_unet.pth"),
+    command = ["petlib.evaluation.score", "--model", "resnet34_unet", "--model_path", str(trained / "resnet34_unet.pth"),
                "--data_path", str(SAMPLE_ROOT), "--batch_size", "16"]
     stdout = run(*command, "--original_size")
     assert re.search(r"on \d+ test images at 32px, with flip TTA, as validated:", stdout), stdout
@@ -86,7 +86,7 @@ def test_inference_prints_test_dice_as_validated(trained):
 
 def test_inference_refuses_the_wrong_architecture(trained):
     result = subprocess.run(
-        [sys.executable, "-m", "petlib.inference", "--model", "unet", "--model_path",
+        [sys.executable, "-m", "petlib.evaluation.score", "--model", "unet", "--model_path",
          str(trained / "resnet34_unet.pth"), "--data_path", str(SAMPLE_ROOT)],
         capture_output=True, text=True,
     )
@@ -99,7 +99,7 @@ def test_predict_writes_mask_and_overlay_at_the_images_size(trained, tmp_path):
     odd = tmp_path / "odd size.png"  # another format, odd size, a space in the name
     Image.open(image).convert("RGB").resize((77, 53)).save(odd)
     out = tmp_path / "masks"
-    stdout = run("petlib.predict", str(image), str(odd), "--model_path", str(trained / "resnet34_unet.pth"),
+    stdout = run("petlib.evaluation.predict", str(image), str(odd), "--model_path", str(trained / "resnet34_unet.pth"),
                  "--out", str(out))
     assert "% pet" in stdout
     for source in (image, odd):
@@ -111,7 +111,7 @@ def test_predict_writes_mask_and_overlay_at_the_images_size(trained, tmp_path):
 
 def test_predict_names_a_missing_image(trained, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "petlib.predict", str(tmp_path / "nope.jpg"), "--model_path",
+        [sys.executable, "-m", "petlib.evaluation.predict", str(tmp_path / "nope.jpg"), "--model_path",
          str(trained / "resnet34_unet.pth"), "--out", str(tmp_path)],
         capture_output=True, text=True,
     )
@@ -130,7 +130,7 @@ def sample_photos(folder, count: int) -> list:
 def test_predict_a_folder_with_a_broken_file_writes_the_rest_and_names_it(trained, tmp_path, capsys):
     from pathlib import Path
 
-    from petlib.predict import main
+    from petlib.evaluation.predict import main
 
     photos = [Path(p) for p in sample_photos(tmp_path / "photos", 2)]
     small = tmp_path / "photos" / "small.png"  # another format and an odd size
@@ -165,7 +165,7 @@ def test_predict_a_folder_with_a_broken_file_writes_the_rest_and_names_it(traine
 
 
 def test_predict_takes_patterns_keeps_equal_stems_apart_and_thresholds(trained, tmp_path, capsys):
-    from petlib.predict import main
+    from petlib.evaluation.predict import main
 
     for folder in ("a", "b"):
         sample_photos(tmp_path / folder, 1)
@@ -183,7 +183,7 @@ def test_predict_takes_patterns_keeps_equal_stems_apart_and_thresholds(trained, 
 
 
 def test_predict_follows_the_photos_exif_orientation(trained, tmp_path, capsys):
-    from petlib.predict import main
+    from petlib.evaluation.predict import main
 
     name = read_split(SAMPLE_ROOT, "test")[0].name
     photo = Image.open(SAMPLE_ROOT / "images" / f"{name}.jpg").convert("RGB")
@@ -202,7 +202,7 @@ def test_predict_follows_the_photos_exif_orientation(trained, tmp_path, capsys):
     (["--device", "gpu"], "not a torch device: 'gpu'"),
 ])
 def test_predict_refuses_bad_values_before_loading_anything(tmp_path, capsys, flags, message):
-    from petlib.predict import main
+    from petlib.evaluation.predict import main
 
     with pytest.raises(SystemExit) as exit_:
         main([str(tmp_path), "--model_path", str(tmp_path / "none.pth"), "--out_dir", str(tmp_path), *flags])
@@ -212,7 +212,7 @@ def test_predict_refuses_bad_values_before_loading_anything(tmp_path, capsys, fl
 def test_predict_refuses_a_cuda_device_where_there_is_none(tmp_path, capsys):
     import torch
 
-    from petlib.predict import main
+    from petlib.evaluation.predict import main
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
@@ -222,7 +222,7 @@ def test_predict_refuses_a_cuda_device_where_there_is_none(tmp_path, capsys):
 
 
 def test_main_job_runs_both_networks_quickly(tmp_path):
-    stdout = run("petlib.run", "--quick", "--epochs", "1", "--image_size", "32", cwd=tmp_path)
+    stdout = run("petlib.cli.run", "--quick", "--epochs", "1", "--image_size", "32", cwd=tmp_path)
     assert "embedded sample" in stdout
     lines = [line for line in stdout.splitlines() if line.startswith(("unet ", "resnet34_unet "))]
     assert sorted(line.split()[0] for line in lines) == ["resnet34_unet", "unet"]  # run.py's table, in its order
@@ -234,17 +234,17 @@ def test_main_job_runs_both_networks_quickly(tmp_path):
 def test_console_commands_are_installed_for_each_module():
     from importlib.metadata import entry_points
 
-    from petlib.console import COMMANDS
+    from petlib.cli import COMMANDS
 
     installed = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name.startswith("petlib-")}
     assert set(installed) == set(COMMANDS) == {"petlib-train", "petlib-eval", "petlib-predict", "petlib-data",
                                                "petlib-export"}, "reinstall: pip install -e '.[dev]'"
     for name, target in installed.items():
         module, function = target.split(":")
-        assert module == "petlib.console" and callable(getattr(__import__(module, fromlist=[function]), function))
+        assert module == "petlib.cli" and callable(getattr(__import__(module, fromlist=[function]), function))
 
 
-@pytest.mark.parametrize("command, module", [("petlib-eval", "petlib.inference"), ("petlib-export", "petlib.export")])
+@pytest.mark.parametrize("command, module", [("petlib-eval", "petlib.evaluation.score"), ("petlib-export", "petlib.evaluation.export")])
 def test_a_console_command_runs_and_names_itself(command, module):
     import shutil
     from pathlib import Path
@@ -271,7 +271,7 @@ def _refuse_to_train(*args, **kwargs):
     ("--scheduler", "cosin", ["onecycle", "cosine", "none"]),
 ])
 def test_train_refuses_an_unknown_choice_while_parsing(capsys, monkeypatch, flag, value, valid):
-    from petlib import train
+    from petlib.cli import train
 
     monkeypatch.setattr(train, "fit", _refuse_to_train)
     with pytest.raises(SystemExit) as exit_:
@@ -282,7 +282,7 @@ def test_train_refuses_an_unknown_choice_while_parsing(capsys, monkeypatch, flag
 
 
 def test_train_refuses_a_value_out_of_range_as_a_usage_error(capsys, monkeypatch):
-    from petlib import train
+    from petlib.cli import train
 
     monkeypatch.setattr(train, "fit", _refuse_to_train)
     with pytest.raises(SystemExit) as exit_:
@@ -291,7 +291,7 @@ def test_train_refuses_a_value_out_of_range_as_a_usage_error(capsys, monkeypatch
 
 
 def test_train_flags_parse_none_and_keep_the_recipes_values():
-    from petlib.train import build_parser, config_from_args
+    from petlib.cli.train import build_parser, config_from_args
 
     parse = build_parser().parse_args
     assert config_from_args(parse(["--grad_clip", "none"])).grad_clip is None
@@ -303,7 +303,7 @@ def test_train_flags_parse_none_and_keep_the_recipes_values():
 
 
 def test_train_help_states_each_default_once():
-    from petlib.train import build_parser
+    from petlib.cli.train import build_parser
 
     text = " ".join(build_parser().format_help().split())  # undo the line wrapping
     assert "None" not in text
@@ -328,7 +328,7 @@ def test_train_help_states_each_default_once():
     (["--crop-scale-min", "0.5"], "crop_scale_min", 0.5),
 ])
 def test_train_accepts_both_spellings(argv, field, value):
-    from petlib.train import build_parser, config_from_args
+    from petlib.cli.train import build_parser, config_from_args
 
     assert getattr(config_from_args(build_parser().parse_args(argv)), field) == value
 
@@ -336,7 +336,7 @@ def test_train_accepts_both_spellings(argv, field, value):
 @pytest.mark.parametrize("argv, progress", [([], None), (["--progress"], True), (["--no_progress"], False),
                                             (["--no-progress"], False)])
 def test_progress_flag_spellings(argv, progress):
-    from petlib.train import build_parser
+    from petlib.cli.train import build_parser
 
     assert build_parser().parse_args(argv).progress is progress
 
@@ -354,7 +354,7 @@ def test_data_download_takes_data_path_and_its_old_name(monkeypatch, flags):
 
 @pytest.mark.parametrize("flag", ["--out_dir", "--out"])
 def test_compare_recipes_takes_out_dir_and_its_old_name(monkeypatch, flag):
-    from petlib import experiments
+    from petlib.research import experiments
 
     calls = []
     monkeypatch.setattr(experiments, "compare_recipes", lambda *args, **kwargs: calls.append(kwargs))
@@ -371,7 +371,7 @@ def tiny_train(out, *extra: str) -> subprocess.CompletedProcess:
     Output as bytes: text mode would turn the bars' carriage returns into newlines.
     """
     return subprocess.run(
-        [sys.executable, "-m", "petlib.train", "--model", "unet", "--model_kwargs", '{"base_channels": 4}',
+        [sys.executable, "-m", "petlib.cli.train", "--model", "unet", "--model_kwargs", '{"base_channels": 4}',
          "--data_path", str(SAMPLE_ROOT), "--subset", "16", "--image_size", "16", "--batch_size", "4",
          "--epochs", "1", "--device", "cpu", "--out_dir", str(out), *extra],
         capture_output=True, timeout=600,
@@ -390,7 +390,7 @@ def test_no_progress_bars_into_a_log_file(tmp_path):
 def test_stderr_is_interactive_only_for_a_terminal(monkeypatch):
     import io
 
-    from petlib import cli
+    from petlib.cli import common as cli
 
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     assert not cli.stderr_is_interactive() and not cli.show_progress(None) and cli.show_progress(True)
@@ -405,7 +405,8 @@ def test_stderr_is_interactive_only_for_a_terminal(monkeypatch):
 
 @pytest.mark.parametrize("interactive", [False, True])
 def test_the_cache_build_shows_a_bar_only_on_a_terminal(monkeypatch, interactive):
-    from petlib import cache, data
+    from petlib import data
+    from petlib.data import cache
 
     disabled = []
     real_tqdm = cache.tqdm
@@ -434,18 +435,18 @@ def run_failing(*args: str, cwd=None, debug: bool = False) -> subprocess.Complet
 
 
 def test_train_without_the_dataset_says_how_to_get_it_without_a_traceback(tmp_path):
-    result = run_failing("petlib.train", "--data_path", "nowhere", "--epochs", "1", cwd=tmp_path)
+    result = run_failing("petlib.cli.train", "--data_path", "nowhere", "--epochs", "1", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith("error: Oxford-IIIT Pet not found")
     assert "python -m petlib.data download --data_path nowhere" in result.stderr
     assert "Traceback" not in result.stderr
-    debug = run_failing("petlib.train", "--data_path", "nowhere", "--epochs", "1", cwd=tmp_path, debug=True)
+    debug = run_failing("petlib.cli.train", "--data_path", "nowhere", "--epochs", "1", cwd=tmp_path, debug=True)
     assert "Traceback" in debug.stderr and "DatasetNotFoundError" in debug.stderr
 
 
 @pytest.mark.parametrize("command", [
-    ["petlib.inference", "--model_path"],
-    ["petlib.predict", "photo.jpg", "--out_dir", "out", "--model_path"],
+    ["petlib.evaluation.score", "--model_path"],
+    ["petlib.evaluation.predict", "photo.jpg", "--out_dir", "out", "--model_path"],
 ])
 def test_a_file_that_is_no_checkpoint_is_one_line_of_error(tmp_path, command):
     (tmp_path / "photo.jpg").write_bytes(b"")
@@ -459,8 +460,8 @@ def test_a_file_that_is_no_checkpoint_is_one_line_of_error(tmp_path, command):
 
 
 @pytest.mark.parametrize("command", [
-    ["petlib.experiments", "lr-find", "--data_path", "nowhere"],
-    ["petlib.bench", "--quick", "--sections", "loader", "--skip_peer", "--data_path", "nowhere"],
+    ["petlib.research.experiments", "lr-find", "--data_path", "nowhere"],
+    ["petlib.research.bench", "--quick", "--sections", "loader", "--skip_peer", "--data_path", "nowhere"],
 ])
 def test_other_commands_report_errors_the_same_way(tmp_path, command):
     result = run_failing(*command, cwd=tmp_path)
@@ -468,9 +469,9 @@ def test_other_commands_report_errors_the_same_way(tmp_path, command):
 
 
 def test_run_main_exit_codes(capsys):
-    from petlib.checkpoint import CheckpointError
-    from petlib.cli import run_main
+    from petlib.cli.common import run_main
     from petlib.data import DownloadError
+    from petlib.training.checkpoint import CheckpointError
 
     def failing(error: BaseException):
         def main(argv):
@@ -495,7 +496,7 @@ def test_run_main_exit_codes(capsys):
     ("1", True), (" YES ", True), ("on", True), ("", False), ("0", False), ("Off", False), ("maybe", None),
 ])
 def test_parse_bool_is_the_one_reading_of_yes_and_no(text, expected):
-    from petlib.cli import parse_bool
+    from petlib.cli.common import parse_bool
 
     assert parse_bool(text) is expected
 

@@ -3,9 +3,9 @@ import dataclasses
 
 import pytest
 
-from petlib.config import COMPILE_MODES, OPTIMIZERS, SCHEDULERS, TrainConfig, recipe
 from petlib.losses import LOSSES
 from petlib.models import MODELS
+from petlib.training.config import COMPILE_MODES, OPTIMIZERS, SCHEDULERS, TrainConfig, recipe
 
 
 def test_defaults_and_every_recipe_are_valid():
@@ -66,7 +66,7 @@ def test_who_validates():
     # petlib's recipe trains on every trainval image and keeps its last epoch (README, "How the
     # recipe is chosen"); the lab's and smp's keep their best validated epoch, as their authors do,
     # and the sample runs behind the notebooks validate to draw their curves.
-    from petlib.config import SAMPLE_SETTINGS, sample_config
+    from petlib.training.config import SAMPLE_SETTINGS, sample_config
 
     assert TrainConfig().validate is False and recipe("petlib").validate is False
     assert recipe("lab").validate is True and recipe("smp").validate is True

@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from petlib import crossval
-from petlib.crossval import fold_root, format_summary, parse_candidate, summarise
 from petlib.data import SAMPLE_ROOT, evenly_spaced, read_split
-from petlib.experiments import main
+from petlib.research import crossval
+from petlib.research.crossval import fold_root, format_summary, parse_candidate, summarise
+from petlib.research.experiments import main
 
 
 def test_folds_partition_trainval_and_never_touch_the_test_split(tmp_path):

@@ -5,10 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from petlib.config import TrainConfig
-from petlib.curves import TENSORBOARD_SCALARS, CurvesPNG, TensorBoardLog, write_curves_png
-from petlib.data import SAMPLE_ROOT
-from petlib.engine import fit
+from petlib.training.curves import TENSORBOARD_SCALARS, CurvesPNG, TensorBoardLog, write_curves_png
+from petlib.training.engine import fit
 
 HISTORY = [
     {"epoch": 1, "train_loss": 0.9, "val_loss": 0.8, "val_dice": 0.50, "val_iou": 0.40, "lr": 1e-3, "seconds": 2.0},
@@ -32,7 +30,7 @@ def test_write_curves_png_draws_a_picture_and_leaves_pyplot_as_it_was(tmp_path):
 
 
 def test_curves_are_redrawn_at_the_end_and_at_most_once_an_interval(tmp_path, monkeypatch):
-    from petlib import curves
+    from petlib.training import curves
 
     drawn = []
     monkeypatch.setattr(curves, "write_curves_png", lambda history, path, label: drawn.append(len(history)) or path)

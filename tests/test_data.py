@@ -460,7 +460,7 @@ def test_two_builders_at_once_both_get_a_complete_cache(fake_root: Path, monkeyp
     # the barrier holds each inside its build until the other has started its own.
     import threading
 
-    from petlib import cache
+    from petlib.data import cache
 
     barrier = threading.Barrier(2, timeout=30)
     real_fill = cache.fill

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from petlib import device as dev
-from petlib.config import TrainConfig
+from petlib.training import device as dev
+from petlib.training.config import TrainConfig
 
 CPU = torch.device("cpu")
 

@@ -3,7 +3,7 @@
 Both processes must end with identical weights (BatchNorm statistics included), only rank 0
 may write files, the logged validation numbers must cover every validation image, and
 ``--resume`` must continue the run. This file is also the worker torchrun starts: it runs
-``petlib.train.main`` unchanged and only records what ``fit`` returned and saved.
+``petlib.cli.train.main`` unchanged and only records what ``fit`` returned and saved.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from petlib.checkpoint import load_checkpoint
-from petlib.config import TrainConfig
 from petlib.data import SAMPLE_ROOT
+from petlib.training.checkpoint import load_checkpoint
+from petlib.training.config import TrainConfig
 
 # 5 images a split: the 5 validation images are shards of 3 and 2, not an even split.
 TRAIN_ARGS = ["--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--image_size", "32",
@@ -37,7 +37,7 @@ def _torchrun(out_dir: Path, record_dir: Path, *extra: str, stop_after_epoch: in
 
 
 def test_cuda_means_this_process_gpu_under_torchrun(monkeypatch):
-    from petlib.engine import pick_device
+    from petlib.training.engine import pick_device
 
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # also on a one-GPU machine
@@ -47,7 +47,7 @@ def test_cuda_means_this_process_gpu_under_torchrun(monkeypatch):
 
 
 def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
-    from petlib.engine import pick_device
+    from petlib.training.engine import pick_device
 
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -79,7 +79,7 @@ def test_process_group_backend_follows_the_device(monkeypatch, device, backend):
 def test_evaluation_shards_hold_every_validation_image_once(monkeypatch, world_size):
     # 5 images over 2, 3 or 4 processes: shards of unequal length, never padded.
     import petlib.distributed as pdist
-    from petlib.engine import make_loaders
+    from petlib.training.engine import make_loaders
 
     config = TrainConfig(data_path=str(SAMPLE_ROOT), image_size=16, subset=5, batch_size=1, cache=True,
                          num_workers=0, device="cpu")
@@ -111,8 +111,8 @@ def _evaluate_on_rank(rank: int, world_size: int, init_file: str, out_dir: str) 
     """A process of a gloo group: evaluate its shard as fit does, and save what it got."""
     import torch.distributed
 
-    from petlib.engine import evaluate, make_loaders
     from petlib.losses import build_loss
+    from petlib.training.engine import evaluate, make_loaders
 
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
@@ -129,8 +129,8 @@ def test_validation_over_uneven_shards_is_the_one_process_score(tmp_path):
     # both must report the numbers one process gets on all 5 images.
     import torch.multiprocessing as mp
 
-    from petlib.engine import evaluate, make_loaders
     from petlib.losses import build_loss
+    from petlib.training.engine import evaluate, make_loaders
 
     mp.spawn(_evaluate_on_rank, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=False) for rank in (0, 1)]
@@ -188,9 +188,9 @@ def test_two_processes_end_with_identical_weights_and_rank0_writes_once(two_epoc
 def test_validation_covers_every_image(two_epochs):
     """The logged validation loss and Dice are those of the final weights on *all* validation
     images (3 on rank 0, 2 on rank 1 here), as one process computes them."""
-    from petlib.engine import evaluate, make_loaders
     from petlib.losses import build_loss
     from petlib.models import build_model
+    from petlib.training.engine import evaluate, make_loaders
 
     out, _, _ = two_epochs
     state = _records(out / "records1")[0]["state"]
@@ -225,14 +225,14 @@ class _Interrupt(Exception):
 def _worker() -> int:
     """Under torchrun: ``python -m petlib.train`` as is, recording each rank's final weights and
     saves; with ``PETLIB_TEST_STOP_AFTER_EPOCH=n`` every rank stops after epoch n, like a crash."""
-    import petlib.engine
-    import petlib.runfiles
-    import petlib.train
+    import petlib.cli.train
+    import petlib.training.engine
+    import petlib.training.rundir
 
     saved: list[str] = []
     kept: dict[str, dict[str, torch.Tensor]] = {}
-    real_fit, real_save = petlib.train.fit, petlib.runfiles.save_checkpoint
-    real_train_one_epoch = petlib.engine.train_one_epoch
+    real_fit, real_save = petlib.cli.train.fit, petlib.training.rundir.save_checkpoint
+    real_train_one_epoch = petlib.training.engine.train_one_epoch
     stop_after, epochs_started = int(os.environ.get("PETLIB_TEST_STOP_AFTER_EPOCH", "0")), []
 
     def train_one_epoch(*args, **kwargs):
@@ -250,11 +250,11 @@ def _worker() -> int:
         kept["state"] = {k: v.detach().clone() for k, v in result.model.state_dict().items()}
         return result
 
-    petlib.runfiles.save_checkpoint = save_checkpoint
-    petlib.engine.train_one_epoch = train_one_epoch
-    petlib.train.fit = fit
+    petlib.training.rundir.save_checkpoint = save_checkpoint
+    petlib.training.engine.train_one_epoch = train_one_epoch
+    petlib.cli.train.fit = fit
     try:
-        code = petlib.train.main(sys.argv[1:])
+        code = petlib.cli.train.main(sys.argv[1:])
     except _Interrupt:
         return 0
     record_dir = Path(os.environ["PETLIB_TEST_RECORD"])

@@ -2,12 +2,13 @@
 import pytest
 import torch
 
-import petlib.inference as inference
-from petlib.checkpoint import save_checkpoint
-from petlib.config import TrainConfig
+import petlib.evaluation.score as inference
 from petlib.data import SAMPLE_ROOT
-from petlib.inference import describe_tta, evaluate_checkpoint
+from petlib.evaluation.predict import describe_tta
+from petlib.evaluation.score import evaluate_checkpoint
 from petlib.models import build_model
+from petlib.training.checkpoint import save_checkpoint
+from petlib.training.config import TrainConfig
 
 
 def tiny_checkpoint(path, **config_values) -> str:
@@ -23,7 +24,7 @@ def tiny_checkpoint(path, **config_values) -> str:
 
 @pytest.fixture
 def tta_used(monkeypatch) -> list[bool]:
-    """The ``tta`` that each engine.evaluate call of petlib.inference received."""
+    """The ``tta`` that each engine.evaluate call of petlib.evaluation.score received."""
     used = []
     real = inference.evaluate
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from petlib.engine import evaluate
 from petlib.losses import LOSSES, BCEDiceLoss, SoftDiceLoss, build_loss
 from petlib.metrics import binarize, dice_per_image, dice_score, iou_per_image, iou_score
+from petlib.training.engine import evaluate
 
 BIG = 20.0  # a logit whose sigmoid is ~1
 
@@ -69,7 +69,7 @@ class LogitsAreTheImages(torch.nn.Module):
 
 
 def scored_by_evaluate(logits: torch.Tensor, masks: torch.Tensor, batch_size: int, loss_fn=None) -> dict:
-    """What :func:`petlib.engine.evaluate` reports for a model that outputs ``logits``."""
+    """What :func:`petlib.training.engine.evaluate` reports for a model that outputs ``logits``."""
     items = [{"image": lo, "mask": ma, "index": i} for i, (lo, ma) in enumerate(zip(logits, masks))]
     loader = DataLoader(items, batch_size=batch_size)
     return evaluate(LogitsAreTheImages(), loader, torch.device("cpu"), loss_fn)
@@ -195,7 +195,7 @@ def test_pooled_dice_loss_is_smps_binary_dice_loss():
 
 
 def test_smp_recipe_trains_with_smps_loss():
-    from petlib.config import recipe
+    from petlib.training.config import recipe
 
     assert recipe("smp").loss == "dice_pooled"
 

@@ -5,10 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from petlib.config import TrainConfig
 from petlib.data import SAMPLE_ROOT
-from petlib.engine import fit, train_one_epoch
 from petlib.losses import LOSSES, build_loss
+from petlib.training.config import TrainConfig
+from petlib.training.engine import fit, train_one_epoch
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from petlib.config import SAMPLE_SETTINGS, TrainConfig
-from petlib.run import RUN_MODELS, fresh_folder
+from petlib.cli.run import RUN_MODELS, fresh_folder
+from petlib.training.config import SAMPLE_SETTINGS, TrainConfig
 
 
 def test_fresh_folder_never_reuses_a_folder_with_a_checkpoint(tmp_path):
@@ -30,7 +30,7 @@ def test_sample_settings_are_valid_configs_for_every_network():
 
 @pytest.mark.slow
 def test_main_job_trains_both_networks_and_keeps_an_earlier_run(tmp_path):
-    command = [sys.executable, "-m", "petlib.run", "--sample", "--epochs", "1", "--image_size", "32",
+    command = [sys.executable, "-m", "petlib.cli.run", "--sample", "--epochs", "1", "--image_size", "32",
                "--subset", "8", "--out_dir", str(tmp_path)]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
@@ -62,7 +62,7 @@ def test_main_job_trains_both_networks_and_keeps_an_earlier_run(tmp_path):
 
 def test_fit_never_silently_replaces_an_earlier_runs_best_checkpoint(tmp_path):
     from petlib.data import SAMPLE_ROOT
-    from petlib.engine import RunExistsError, fit
+    from petlib.training.engine import RunExistsError, fit
 
     config = TrainConfig(model="resnet34_unet", data_path=str(SAMPLE_ROOT), image_size=32, epochs=1, batch_size=4,
                          subset=8, out_dir=str(tmp_path), device="cpu", cache=True)

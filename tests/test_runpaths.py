@@ -1,11 +1,11 @@
-"""petlib.runpaths.RunPaths: every file of a run, named in one place, as fit writes them."""
+"""petlib.training.rundir.RunPaths: every file of a run, named in one place, as fit writes them."""
 import dataclasses
 from pathlib import Path
 
 import pytest
 
-from petlib.card import card_paths
-from petlib.runpaths import RunPaths
+from petlib.training.card import card_paths
+from petlib.training.rundir import RunPaths
 
 
 def test_every_file_of_a_run():

@@ -1,9 +1,9 @@
-"""petlib.tables.format_table: the one table printer (plain text for notebooks and run, Markdown for the benchmark)."""
+"""petlib.evaluation.tables.format_table: the one table printer (plain text for notebooks and run, Markdown for the benchmark)."""
 import math
 
 import pytest
 
-from petlib.tables import format_cell, format_table
+from petlib.evaluation.tables import format_cell, format_table
 
 
 def test_cells_are_formatted_by_type():

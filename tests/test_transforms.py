@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from petlib.transforms import Augment
+from petlib.data.transforms import Augment
 
 
 def test_shapes_dtypes_and_binary_masks():
@@ -68,19 +68,19 @@ def test_hflip_alone_flips_or_keeps():
 
 
 def test_augment_defaults_are_the_configs():
-    from petlib.config import TrainConfig
+    from petlib.training.config import TrainConfig
 
     config = TrainConfig()
-    assert Augment() == Augment.from_config(config)
+    assert Augment() == config.augmentation()
     assert (Augment().scale, Augment().rotation, Augment().color_jitter) == ((0.8, 1.0), 5.0, 0.1)
     custom = TrainConfig(crop_scale_min=0.5, crop_scale_max=1.2, rotation=20.0, color_jitter=0.3)
-    assert Augment.from_config(custom) == Augment(scale=(0.5, 1.2), rotation=20.0, color_jitter=0.3)
+    assert custom.augmentation() == Augment(scale=(0.5, 1.2), rotation=20.0, color_jitter=0.3)
 
 
 def test_lr_range_test_augments_as_the_config_it_tunes(monkeypatch):
-    from petlib.config import TrainConfig
     from petlib.data import SAMPLE_ROOT
-    from petlib.experiments import lr_range_test
+    from petlib.research.experiments import lr_range_test
+    from petlib.training.config import TrainConfig
 
     used = []
     real_call = Augment.__call__

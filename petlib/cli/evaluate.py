@@ -1,0 +1,85 @@
+"""Score a trained checkpoint on a split of the dataset (``petlib-eval``, or ``python -m petlib.inference``).
+
+    petlib-eval --model unet --model_path saved_models/unet.pth --batch_size 64
+
+prints the test Dice and IoU (per image, averaged over all images), at the image size
+the model was trained at, and with the test-time augmentation it was validated with
+(horizontal-flip averaging when its config has ``tta``): test and validation scores are
+then the same kind of number. ``--tta on`` or ``--tta off`` overrides that, and every
+printed score says which it is. A test score is also recorded in the checkpoint's model card
+(``<name>_card.json`` and ``.md``, :func:`petlib.training.card.record_test_score`; ``--no_card`` leaves
+the card alone).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from petlib.cli.common import (
+    Switch,
+    add_progress_flags,
+    add_tta_flag,
+    argument_parser,
+    option,
+    prog,
+    run_main,
+    show_progress,
+    tta_choice,
+)
+from petlib.data import DEFAULT_ROOT, MODES
+from petlib.evaluation.predict import describe_tta
+from petlib.evaluation.score import evaluate_model, score_at_original_size
+from petlib.models import MODELS
+from petlib.training.checkpoint import load_model
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argument_parser(prog("petlib-eval"), __doc__)
+    parser.add_argument("--model", choices=list(MODELS), default=None, help="architecture the checkpoint must hold (checked)")
+    parser.add_argument(*option("model_path"), required=True, help="checkpoint file, e.g. saved_models/unet.pth")
+    parser.add_argument(*option("data_path"), default=str(DEFAULT_ROOT), help="dataset root")
+    parser.add_argument("--mode", default="test", choices=list(MODES), help="split to score")
+    parser.add_argument(*option("batch_size"), type=int, default=32)
+    parser.add_argument(*option("image_size"), type=int, default=None, help="default: the training size")
+    add_tta_flag(parser, "average with horizontally flipped predictions")
+    parser.add_argument(*option("original_size"), action="store_true",
+                        help="also score against each image's full-resolution trimap")
+    parser.add_argument("--device", default=None, help="default: CUDA, then MPS, then the CPU")
+    parser.add_argument(*option("card"), action=Switch, default=True,
+                        help="record a test score in the checkpoint's model card, <name>_card.json and .md "
+                             "(--no_card: leave the card alone)")
+    add_progress_flags(parser)
+    args = parser.parse_args(argv)
+    model, checkpoint = load_model(args.model_path, expected_model=args.model)
+    result = evaluate_model(
+        model, checkpoint, args.data_path, args.mode, batch_size=args.batch_size, image_size=args.image_size,
+        tta=tta_choice(args.tta), device=args.device, progress=show_progress(args.progress),
+    )
+    how = describe_tta(result["tta"], result["validated_tta"])
+    print(
+        f"{result['model_name']} ({args.model_path}, epoch {result['epoch']}) on {result['count']} "
+        f"{args.mode} images at {result['image_size']}px, {how}:"
+    )
+    print(f"{args.mode} Dice {result['dice']:.4f} | {args.mode} IoU {result['iou']:.4f} ({how})")
+    if args.original_size:
+        device = next(model.parameters()).device
+        full = score_at_original_size(model, args.data_path, args.mode, image_size=result["image_size"],
+                                      tta=result["tta"], device=device)
+        print(f"{args.mode} Dice {full['dice']:.4f} | {args.mode} IoU {full['iou']:.4f} "
+              f"(at each image's original resolution, {how})")
+    if args.mode == "test" and args.card:
+        from petlib.training.card import record_test_score
+
+        try:
+            card = record_test_score(args.model_path, result, data_path=args.data_path)
+        except OSError as err:  # a read-only folder: the score above stands, the card stays as it was
+            print(f"model card not updated: {err}")
+        else:
+            print(f"test score recorded in the model card: {card} and {card.with_suffix('.md').name}")
+    return 0
+
+
+
+if __name__ == "__main__":
+    run_main(main)

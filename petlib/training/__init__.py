@@ -1,0 +1,28 @@
+"""The training layer: from a :class:`TrainConfig` to a trained model and the files of its run.
+
+Read it in this order:
+
+1. :mod:`~petlib.training.config` -- :class:`TrainConfig` (every setting, checked) and the named
+   recipes; :mod:`~petlib.training.settings` -- which settings a run gets on the full dataset,
+   on the embedded sample, or in quick mode (the notebooks' one switch);
+2. :mod:`~petlib.training.device` -- device, seeds, autocast and the speed options "auto" picks;
+3. :mod:`~petlib.training.optim` -- the optimiser and the per-step learning-rate schedule;
+4. :mod:`~petlib.training.checkpoint` -- a checkpoint is one dict, written atomically;
+5. :mod:`~petlib.training.rundir` -- the run's folder: its file names, the history CSV, the resume
+   point, and what is written each epoch; :mod:`~petlib.training.card` (the model card) and
+   :mod:`~petlib.training.curves` (curves PNG, TensorBoard) are written from there;
+6. :mod:`~petlib.training.engine` -- ``train_one_epoch``, ``evaluate`` and ``fit``.
+
+Imports the data, models, losses and metrics layers only (and :mod:`petlib.distributed`).
+"""
+from petlib.training.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from petlib.training.config import RECIPES, TrainConfig, recipe
+from petlib.training.device import pick_device
+from petlib.training.engine import FitResult, evaluate, fit, predict_logits, train_one_epoch
+from petlib.training.rundir import RunExistsError, read_history
+
+__all__ = [
+    "TrainConfig", "RECIPES", "recipe", "pick_device", "fit", "FitResult", "train_one_epoch", "evaluate",
+    "predict_logits", "save_checkpoint", "load_checkpoint", "load_model", "CheckpointError", "read_history",
+    "RunExistsError",
+]
