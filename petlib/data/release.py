@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 # The sample lives in the repository, beside the package (absent from a wheel install).
-SAMPLE_ROOT = Path(__file__).resolve().parent.parent / "dataset" / "oxford-iiit-pet-sample"
+SAMPLE_ROOT = Path(__file__).resolve().parents[2] / "dataset" / "oxford-iiit-pet-sample"
 #: The three disjoint splits petlib uses (train and valid share trainval.txt, see read_split).
 SPLITS = ("train", "valid", "test")
 #: Every split :func:`read_split` reads: the three, and ``trainval`` (train and valid together).

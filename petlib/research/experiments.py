@@ -29,6 +29,7 @@ and prints the loss curve and a suggested learning rate.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -191,9 +192,10 @@ def cross_validate_command(args: Any, overrides: dict[str, Any]) -> int:
         for name, candidate in candidates:
             for seed in args.seeds:
                 for fold in folds:
-                    config = recipe("petlib", model=args.model, data_path=str(args.data_path),
-                                    image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
-                                    **{**overrides, **candidate})
+                    # A candidate may override the command's own settings (batch_size, epochs).
+                    settings = dict(model=args.model, data_path=str(args.data_path), image_size=args.image_size,
+                                    epochs=args.epochs, batch_size=args.batch_size)
+                    config = recipe("petlib", **{**settings, **overrides, **candidate})
                     record = run_fold(config, name, folds=args.folds, fold=fold, seed=seed, out_dir=out,
                                       progress=show_progress(args.progress))
                     print(f"[{name}] seed {seed} fold {fold}/{args.folds}: held-out Dice "
@@ -212,11 +214,8 @@ def cross_validate_command(args: Any, overrides: dict[str, Any]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argument_parser("python -m petlib.research.experiments", __doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    cmp = sub.add_parser("compare-recipes", help="lab vs smp vs petlib recipe, same compute",
-                         formatter_class=parser.formatter_class)
+def _add_compare_parser(sub: argparse._SubParsersAction, formatter: type) -> None:
+    cmp = sub.add_parser("compare-recipes", help="lab vs smp vs petlib recipe, same compute", formatter_class=formatter)
     cmp.add_argument("--model", default="resnet34_unet", choices=list(MODELS))
     cmp.add_argument(*option("data_path"), required=True, help="dataset root")
     cmp.add_argument(*option("image_size"), type=int, default=128)
@@ -230,8 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmp.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                      help="TrainConfig overrides for every recipe run (a variant), e.g. crop_scale_min=0.6")
     cmp.add_argument("--label", default="", help="suffix for the variant's name in the table, e.g. -light")
+
+
+def _add_cv_parser(sub: argparse._SubParsersAction, formatter: type) -> None:
     cv = sub.add_parser("cv", help="k-fold cross-validation of candidate recipes (how defaults are chosen)",
-                        formatter_class=parser.formatter_class)
+                        formatter_class=formatter)
     cv.add_argument("--model", default="resnet34_unet", choices=list(MODELS))
     cv.add_argument(*option("data_path"), default=str(SAMPLE_ROOT), help="dataset root; its trainval images are folded")
     cv.add_argument(*option("image_size"), type=int, default=128)
@@ -249,14 +251,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     cv.add_argument("--score", choices=("best", "last"), default="best",
                     help="score each run's best-validation checkpoint (what petlib keeps) or its last epoch")
     add_progress_flags(cv)
-    lrf = sub.add_parser("lr-find", help="learning-rate range test", formatter_class=parser.formatter_class)
+
+
+def _add_lr_find_parser(sub: argparse._SubParsersAction, formatter: type) -> None:
+    lrf = sub.add_parser("lr-find", help="learning-rate range test", formatter_class=formatter)
     lrf.add_argument("--model", default="resnet34_unet", choices=list(MODELS))
     lrf.add_argument(*option("data_path"), required=True, help="dataset root")
     lrf.add_argument(*option("image_size"), type=int, default=128)
     lrf.add_argument(*option("batch_size"), type=int, default=8)
     lrf.add_argument("--steps", type=int, default=60, help="learning rates tried, one batch each")
-    args = parser.parse_args(argv)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argument_parser("python -m petlib.research.experiments", __doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_compare_parser, _add_cv_parser, _add_lr_find_parser):
+        add(sub, parser.formatter_class)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     overrides = {}
     for item in getattr(args, "set", []):
         key, _, value = item.partition("=")

@@ -39,7 +39,7 @@ __all__ = [
 
 
 #: The repository: ``dataset/`` and ``saved_models/`` live here (the package sits in it).
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 #: The environment variable that switches the notebooks to quick mode.
 QUICK_ENV = "PETLIB_QUICK"
 #: Where quick-mode runs write checkpoints, so that ``04_compare`` finds what 02 and 03 wrote

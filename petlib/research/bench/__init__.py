@@ -63,11 +63,10 @@ from petlib.research.bench.harness import (
     smp_available,
 )
 from petlib.research.bench.memory import peak_memory_mib
-from petlib.research.bench.report import build_parser, main
 from petlib.research.bench.settings import Settings
 
 __all__ = [
     "Candidate", "petlib_candidate", "peer_candidate", "same_options_peer", "peer_candidates", "smp_available",
     "Runner", "Throughput", "measure",
-    "count_flops", "matmul_flops", "peak_memory_mib", "Settings", "build_parser", "main",
+    "count_flops", "matmul_flops", "peak_memory_mib", "Settings",
 ]

@@ -233,7 +233,7 @@ def _measure_and_print(s: Settings, root: Path, print_: Callable[[str], None]) -
 
 def _results_dir() -> Path:
     """``benchmarks/results`` of the source checkout petlib runs from (absent when installed)."""
-    return Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+    return Path(__file__).resolve().parents[3] / "benchmarks" / "results"
 
 
 def gpu_data_wait(results: Path) -> list[str]:

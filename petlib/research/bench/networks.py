@@ -105,32 +105,9 @@ def section_networks(s: Settings, peaks: dict[str, float], print_: Callable[[str
             candidates = [ours] + peers
             speeds = measure(candidates, s.device, size, s.batch_size, s.repeats, s.config, s.seconds)
             for candidate, speed in zip(candidates, speeds):
-                train_flops, infer_flops = count_flops(candidate, size, s.config)
-                memory = peak_memory_mib(candidate, s.device, size, s.batch_size) if s.memory else None
-                is_ours = candidate is ours
-                precision = precision_of(candidate.amp_dtype, s.device)
-                peak = peaks.get(precision)
-                sheet = datasheet_peak(name, precision)
-                train_ratio = None if is_ours else ratio_spread(speeds[0].train_runs, speed.train_runs)
-                infer_ratio = None if is_ours else ratio_spread(speeds[0].infer_runs, speed.infer_runs)
-                result = {
-                    "model": model, "size": size, "label": candidate.label, "role": _role(candidate),
-                    "options": candidate.options, "precision": precision,
-                    "train": speed.train, "infer": speed.infer, "train_runs": speed.train_runs,
-                    "infer_runs": speed.infer_runs, "memory_mib": memory, "train_gflop": train_flops / 1e9,
-                    "train_peak": train_flops * speed.train / peak if peak else None,
-                    "infer_peak": infer_flops * speed.infer / peak if peak else None,
-                    "train_datasheet": train_flops * speed.train / sheet[1] if sheet else None,
-                    "train_ratio": train_ratio, "infer_ratio": infer_ratio,
-                }
+                result = _network_result(s, model, size, candidate, speed, speeds[0], candidate is ours, peaks, name)
                 results.append(result)
-                label = candidate.label + (f" ({result['role']})" if result["role"] else "")
-                rows.append([
-                    model, size, label, candidate.options, rate_cell(rate_spread(speed.train_runs)),
-                    "" if is_ours else spread_cell(train_ratio), rate_cell(rate_spread(speed.infer_runs)),
-                    "" if is_ours else spread_cell(infer_ratio), mib(memory), f"{train_flops / 1e9:.1f}", precision,
-                    percent(result["train_peak"]), percent(result["train_datasheet"]), percent(result["infer_peak"]),
-                ])
+                rows.append(_network_row(result, candidate, speed))
             headlines.append(_headline(model, size, candidates, results[-len(candidates):]))
             if not peers and not s.skip_peer and model == PEER_MODEL:
                 rows.append([model, size, "smp", "not installed: pip install -e '.[bench]'"] + ["—"] * 10)
@@ -145,6 +122,41 @@ def section_networks(s: Settings, peaks: dict[str, float], print_: Callable[[str
             print_(line)
         print_("")
     return results
+
+
+def _network_result(s: Settings, model: str, size: int, candidate: Candidate, speed: Any, ours: Any, is_ours: bool,
+                    peaks: dict[str, float], name: str) -> dict[str, Any]:
+    """One row of the networks section as numbers: rates, ratios to petlib, FLOPs, memory, % of peak."""
+    train_flops, infer_flops = count_flops(candidate, size, s.config)
+    memory = peak_memory_mib(candidate, s.device, size, s.batch_size) if s.memory else None
+    precision = precision_of(candidate.amp_dtype, s.device)
+    peak = peaks.get(precision)
+    sheet = datasheet_peak(name, precision)
+    return {
+        "model": model, "size": size, "label": candidate.label, "role": _role(candidate),
+        "options": candidate.options, "precision": precision,
+        "train": speed.train, "infer": speed.infer, "train_runs": speed.train_runs,
+        "infer_runs": speed.infer_runs, "memory_mib": memory, "train_gflop": train_flops / 1e9,
+        "train_peak": train_flops * speed.train / peak if peak else None,
+        "infer_peak": infer_flops * speed.infer / peak if peak else None,
+        "train_datasheet": train_flops * speed.train / sheet[1] if sheet else None,
+        "train_ratio": None if is_ours else ratio_spread(ours.train_runs, speed.train_runs),
+        "infer_ratio": None if is_ours else ratio_spread(ours.infer_runs, speed.infer_runs),
+        "is_ours": is_ours,
+    }
+
+
+def _network_row(result: dict[str, Any], candidate: Candidate, speed: Any) -> list[Any]:
+    """The table row of one result."""
+    label = candidate.label + (f" ({result['role']})" if result["role"] else "")
+    ours = result["is_ours"]
+    return [
+        result["model"], result["size"], label, candidate.options, rate_cell(rate_spread(speed.train_runs)),
+        "" if ours else spread_cell(result["train_ratio"]), rate_cell(rate_spread(speed.infer_runs)),
+        "" if ours else spread_cell(result["infer_ratio"]), mib(result["memory_mib"]),
+        f"{result['train_gflop']:.1f}", result["precision"], percent(result["train_peak"]),
+        percent(result["train_datasheet"]), percent(result["infer_peak"]),
+    ]
 
 
 def _headline(model: str, size: int, candidates: list[Candidate], results: list[dict[str, Any]]) -> str:

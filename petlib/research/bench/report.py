@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-import petlib.research.bench
+import petlib.research.bench as bench_package
 from petlib.cli.common import Switch, argument_parser, option
 from petlib.data.dataset import SAMPLE_ROOT
 from petlib.models import MODELS
@@ -45,7 +45,7 @@ def _header(s: Settings, argv: Sequence[str]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argument_parser("python -m petlib.research.bench", petlib.research.bench.__doc__)
+    parser = argument_parser("python -m petlib.research.bench", bench_package.__doc__)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[128, 256], help="image sizes (px)")
     parser.add_argument(*option("batch_size"), type=int, default=8, help="training batch (inference: twice this)")

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from petlib.research import bench
+from petlib.research.bench.report import main as bench_main
 from petlib.research.bench import harness
 from petlib.training.config import TrainConfig
 
@@ -16,7 +17,7 @@ from petlib.training.config import TrainConfig
 @pytest.mark.slow
 def test_quick_run_prints_every_table_with_ratios(tmp_path, capsys):
     out = tmp_path / "report.md"
-    assert bench.main(["--quick", "--out", str(out)]) == 0
+    assert bench_main(["--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert out.read_text().strip() == printed.strip()
     for heading in ('## What "auto" chose', "## Peak arithmetic rate", "## Networks", "## Speed options",
@@ -37,13 +38,13 @@ def test_quick_run_prints_every_table_with_ratios(tmp_path, capsys):
 
 def test_without_smp_the_peer_row_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setattr(harness, "smp_available", lambda: False)
-    bench.main(["--quick", "--models", "resnet34_unet", "--sections", "networks"])
+    bench_main(["--quick", "--models", "resnet34_unet", "--sections", "networks"])
     printed = capsys.readouterr().out
     assert "| resnet34_unet | 32 | petlib |" in printed and "not installed" in printed
 
 
 def test_skip_peer_times_petlib_only(capsys):
-    bench.main(["--quick", "--models", "unet", "--sections", "networks", "--skip-peer"])
+    bench_main(["--quick", "--models", "unet", "--sections", "networks", "--skip-peer"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| unet |")]
     assert len(rows) == 1 and "petlib" in rows[0]
 
