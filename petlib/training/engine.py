@@ -441,7 +441,7 @@ def fit(
             files.save_epoch(run, improved)
         log(_epoch_message(row, config.epochs, improved))
     # 6. The final curves and the best checkpoint's card.
-    card_file = files.finish(run.history, resumed=resumed.state is not None) if dist.is_main() else None
+    card_file = files.finish(run, resumed=resumed.state is not None) if dist.is_main() else None
     dist.barrier()
     return FitResult(training.model, run.history, paths.best, paths.last if config.save_last else None,
                      paths.history, run.best_dice, curves_file=files.curves.written,
