@@ -22,7 +22,7 @@ def trained_run(tmp_path_factory):
     """A ResNet34-UNet trained for 2 epochs at 32 px on 16 images by `python -m petlib.train`: (folder, stdout)."""
     out = tmp_path_factory.mktemp("models")
     stdout = run(
-        "petlib.cli.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--epochs", "2",
+        "petlib.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--epochs", "2",
         "--image_size", "32", "--batch_size", "4", "--learning-rate", "1e-3", "--out_dir", str(out),
         "--subset", "16", "--validate", "--no-progress",
     )
@@ -54,7 +54,7 @@ def test_train_resume(trained, tmp_path):
 
     out = tmp_path / "copy"
     shutil.copytree(trained, out)
-    common = ["petlib.cli.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--out_dir", str(out),
+    common = ["petlib.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--out_dir", str(out),
               "--resume", "--no-progress"]
     # A finished run resumes to "nothing left to do" and keeps its files.
     stdout = run(*common, "--epochs", "2")
@@ -66,7 +66,7 @@ def test_train_resume(trained, tmp_path):
 
 def test_inference_prints_test_dice_as_validated(trained):
     # petlib's recipe validates with flip TTA: the test score is computed the same way by default.
-    command = ["petlib.evaluation.score", "--model", "resnet34_unet", "--model_path", str(trained / "resnet34_unet.pth"),
+    command = ["petlib.inference", "--model", "resnet34_unet", "--model_path", str(trained / "resnet34_unet.pth"),
                "--data_path", str(SAMPLE_ROOT), "--batch_size", "16"]
     stdout = run(*command, "--original_size")
     assert re.search(r"on \d+ test images at 32px, with flip TTA, as validated:", stdout), stdout
@@ -86,7 +86,7 @@ def test_inference_prints_test_dice_as_validated(trained):
 
 def test_inference_refuses_the_wrong_architecture(trained):
     result = subprocess.run(
-        [sys.executable, "-m", "petlib.evaluation.score", "--model", "unet", "--model_path",
+        [sys.executable, "-m", "petlib.inference", "--model", "unet", "--model_path",
          str(trained / "resnet34_unet.pth"), "--data_path", str(SAMPLE_ROOT)],
         capture_output=True, text=True,
     )
@@ -99,7 +99,7 @@ def test_predict_writes_mask_and_overlay_at_the_images_size(trained, tmp_path):
     odd = tmp_path / "odd size.png"  # another format, odd size, a space in the name
     Image.open(image).convert("RGB").resize((77, 53)).save(odd)
     out = tmp_path / "masks"
-    stdout = run("petlib.evaluation.predict", str(image), str(odd), "--model_path", str(trained / "resnet34_unet.pth"),
+    stdout = run("petlib.predict", str(image), str(odd), "--model_path", str(trained / "resnet34_unet.pth"),
                  "--out", str(out))
     assert "% pet" in stdout
     for source in (image, odd):
@@ -111,7 +111,7 @@ def test_predict_writes_mask_and_overlay_at_the_images_size(trained, tmp_path):
 
 def test_predict_names_a_missing_image(trained, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "petlib.evaluation.predict", str(tmp_path / "nope.jpg"), "--model_path",
+        [sys.executable, "-m", "petlib.predict", str(tmp_path / "nope.jpg"), "--model_path",
          str(trained / "resnet34_unet.pth"), "--out", str(tmp_path)],
         capture_output=True, text=True,
     )
@@ -222,7 +222,7 @@ def test_predict_refuses_a_cuda_device_where_there_is_none(tmp_path, capsys):
 
 
 def test_main_job_runs_both_networks_quickly(tmp_path):
-    stdout = run("petlib.cli.run", "--quick", "--epochs", "1", "--image_size", "32", cwd=tmp_path)
+    stdout = run("petlib.run", "--quick", "--epochs", "1", "--image_size", "32", cwd=tmp_path)
     assert "embedded sample" in stdout
     lines = [line for line in stdout.splitlines() if line.startswith(("unet ", "resnet34_unet "))]
     assert sorted(line.split()[0] for line in lines) == ["resnet34_unet", "unet"]  # run.py's table, in its order
@@ -244,7 +244,7 @@ def test_console_commands_are_installed_for_each_module():
         assert module == "petlib.cli" and callable(getattr(__import__(module, fromlist=[function]), function))
 
 
-@pytest.mark.parametrize("command, module", [("petlib-eval", "petlib.evaluation.score"), ("petlib-export", "petlib.evaluation.export")])
+@pytest.mark.parametrize("command, module", [("petlib-eval", "petlib.inference"), ("petlib-export", "petlib.export")])
 def test_a_console_command_runs_and_names_itself(command, module):
     import shutil
     from pathlib import Path
@@ -371,7 +371,7 @@ def tiny_train(out, *extra: str) -> subprocess.CompletedProcess:
     Output as bytes: text mode would turn the bars' carriage returns into newlines.
     """
     return subprocess.run(
-        [sys.executable, "-m", "petlib.cli.train", "--model", "unet", "--model_kwargs", '{"base_channels": 4}',
+        [sys.executable, "-m", "petlib.train", "--model", "unet", "--model_kwargs", '{"base_channels": 4}',
          "--data_path", str(SAMPLE_ROOT), "--subset", "16", "--image_size", "16", "--batch_size", "4",
          "--epochs", "1", "--device", "cpu", "--out_dir", str(out), *extra],
         capture_output=True, timeout=600,
@@ -435,18 +435,18 @@ def run_failing(*args: str, cwd=None, debug: bool = False) -> subprocess.Complet
 
 
 def test_train_without_the_dataset_says_how_to_get_it_without_a_traceback(tmp_path):
-    result = run_failing("petlib.cli.train", "--data_path", "nowhere", "--epochs", "1", cwd=tmp_path)
+    result = run_failing("petlib.train", "--data_path", "nowhere", "--epochs", "1", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith("error: Oxford-IIIT Pet not found")
     assert "python -m petlib.data download --data_path nowhere" in result.stderr
     assert "Traceback" not in result.stderr
-    debug = run_failing("petlib.cli.train", "--data_path", "nowhere", "--epochs", "1", cwd=tmp_path, debug=True)
+    debug = run_failing("petlib.train", "--data_path", "nowhere", "--epochs", "1", cwd=tmp_path, debug=True)
     assert "Traceback" in debug.stderr and "DatasetNotFoundError" in debug.stderr
 
 
 @pytest.mark.parametrize("command", [
-    ["petlib.evaluation.score", "--model_path"],
-    ["petlib.evaluation.predict", "photo.jpg", "--out_dir", "out", "--model_path"],
+    ["petlib.inference", "--model_path"],
+    ["petlib.predict", "photo.jpg", "--out_dir", "out", "--model_path"],
 ])
 def test_a_file_that_is_no_checkpoint_is_one_line_of_error(tmp_path, command):
     (tmp_path / "photo.jpg").write_bytes(b"")

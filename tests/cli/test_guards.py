@@ -46,7 +46,7 @@ def succeed(*args: str) -> str:
 def trained(tmp_path_factory) -> tuple[Path, str]:
     """A 4-channel UNet trained by ``python -m petlib.train`` (2 epochs, 16 images): (folder, stdout)."""
     out = tmp_path_factory.mktemp("models")
-    stdout = succeed("petlib.cli.train", *TINY_UNET, "--data_path", SAMPLE, "--subset", "16", "--epochs", "2",
+    stdout = succeed("petlib.train", *TINY_UNET, "--data_path", SAMPLE, "--subset", "16", "--epochs", "2",
                      "--batch_size", "4", "--validate", "--out_dir", str(out), "--no-progress")
     return out, stdout
 
@@ -80,7 +80,7 @@ def test_train_prints_its_best_validation_dice(trained):
 def test_inference_prints_the_scores_evaluate_checkpoint_returns(trained, tta):
     path = trained[0] / "unet.pth"
     flags = [] if tta is None else ["--tta", tta]
-    stdout = succeed("petlib.evaluation.score", "--model_path", str(path), "--data_path", SAMPLE, "--no_card", *flags)
+    stdout = succeed("petlib.inference", "--model_path", str(path), "--data_path", SAMPLE, "--no_card", *flags)
     # By default the checkpoint's own validation policy (petlib's recipe: flip TTA).
     used_tta = validated_tta(load_checkpoint(path)) if tta is None else tta == "on"
     expected = evaluate_checkpoint(path, SAMPLE, "test", tta=used_tta)
@@ -96,7 +96,7 @@ def test_inference_prints_the_scores_evaluate_checkpoint_returns(trained, tta):
 
 def test_inference_at_original_size_prints_score_at_original_size(trained):
     path = trained[0] / "unet.pth"
-    stdout = succeed("petlib.evaluation.score", "--model_path", str(path), "--data_path", SAMPLE, "--no_card",
+    stdout = succeed("petlib.inference", "--model_path", str(path), "--data_path", SAMPLE, "--no_card",
                      "--original_size")
     model, checkpoint = load_model(path)
     expected = score_at_original_size(model, SAMPLE, "test", image_size=32, tta=validated_tta(checkpoint))
@@ -119,12 +119,12 @@ def zero_checkpoint(path: Path) -> Path:
 def test_a_probability_of_exactly_one_half_is_background_at_the_command_line(tmp_path):
     checkpoint = zero_checkpoint(tmp_path / "zero.pth")
     photo = SAMPLE_ROOT / "images" / f"{read_split(SAMPLE, 'test')[0].name}.jpg"
-    stdout = succeed("petlib.evaluation.predict", str(photo), "--model_path", str(checkpoint), "--out_dir", str(tmp_path / "out"))
+    stdout = succeed("petlib.predict", str(photo), "--model_path", str(checkpoint), "--out_dir", str(tmp_path / "out"))
     assert ": 0.0% pet" in stdout
     [mask] = (tmp_path / "out").glob("*_mask.png")
     assert not np.asarray(Image.open(mask)).any()
     # Every test image has a pet, all of it missed: Dice and IoU 0, not the 1 of "both empty".
-    stdout = succeed("petlib.evaluation.score", "--model_path", str(checkpoint), "--data_path", SAMPLE, "--no_card")
+    stdout = succeed("petlib.inference", "--model_path", str(checkpoint), "--data_path", SAMPLE, "--no_card")
     assert re.search(r"^test Dice 0\.0000 \| test IoU 0\.0000 ", stdout, flags=re.M), stdout
 
 
@@ -145,23 +145,23 @@ def assert_one_error(result: subprocess.CompletedProcess, status: int, message: 
 
 def test_inference_of_another_architecture_is_one_error(trained):
     path = trained[0] / "unet.pth"
-    result = run("petlib.evaluation.score", "--model", "resnet34_unet", "--model_path", str(path), "--data_path", SAMPLE,
+    result = run("petlib.inference", "--model", "resnet34_unet", "--model_path", str(path), "--data_path", SAMPLE,
                  "--no_card")
     assert_one_error(result, 1, re.escape(f"{path} holds a 'unet' model, not 'resnet34_unet'; pass --model unet"))
 
 
 def test_inference_of_a_missing_checkpoint_or_dataset_is_one_error(trained, tmp_path):
     missing = tmp_path / "nothere.pth"
-    result = run("petlib.evaluation.score", "--model_path", str(missing), "--data_path", SAMPLE)
+    result = run("petlib.inference", "--model_path", str(missing), "--data_path", SAMPLE)
     assert_one_error(result, 1, r".*" + re.escape(str(missing)))
-    result = run("petlib.evaluation.score", "--model_path", str(trained[0] / "unet.pth"), "--data_path",
+    result = run("petlib.inference", "--model_path", str(trained[0] / "unet.pth"), "--data_path",
                  str(tmp_path / "nowhere"), "--no_card")
     assert_one_error(result, 1, r"Oxford-IIIT Pet not found: .*nowhere")
     assert f"python -m petlib.data download --data_path {tmp_path / 'nowhere'}" in result.stderr
 
 
 def test_predict_of_a_missing_photo_is_a_usage_error(trained, tmp_path):
-    result = run("petlib.evaluation.predict", str(tmp_path / "nope.jpg"), "--model_path", str(trained[0] / "unet.pth"),
+    result = run("petlib.predict", str(tmp_path / "nope.jpg"), "--model_path", str(trained[0] / "unet.pth"),
                  "--out_dir", str(tmp_path / "out"))
     assert_one_error(result, 2, r"no image file, folder of images or matching pattern: .*nope\.jpg$")
 
@@ -170,7 +170,7 @@ def test_predict_names_an_unreadable_photo_and_segments_the_others(trained, tmp_
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a photo")
     photo = SAMPLE_ROOT / "images" / f"{read_split(SAMPLE, 'test')[0].name}.jpg"
-    result = run("petlib.evaluation.predict", str(broken), str(photo), "--model_path", str(trained[0] / "unet.pth"),
+    result = run("petlib.predict", str(broken), str(photo), "--model_path", str(trained[0] / "unet.pth"),
                  "--out_dir", str(tmp_path / "out"))
     assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr
     assert re.fullmatch(r"skipped: cannot read image \S*broken\.jpg: .*\n", result.stderr), result.stderr
@@ -181,7 +181,7 @@ def test_train_over_an_earlier_run_or_stretching_its_schedule_is_one_error(train
     out = tmp_path / "copy"
     shutil.copytree(trained[0], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    common = ["petlib.cli.train", *TINY_UNET, "--data_path", SAMPLE, "--subset", "16", "--batch_size", "4",
+    common = ["petlib.train", *TINY_UNET, "--data_path", SAMPLE, "--subset", "16", "--batch_size", "4",
               "--validate", "--out_dir", str(out), "--no-progress"]
     best = load_checkpoint(out / "unet.pth")
     result = run(*common, "--epochs", "2")

@@ -30,7 +30,7 @@ def test_sample_settings_are_valid_configs_for_every_network():
 
 @pytest.mark.slow
 def test_main_job_trains_both_networks_and_keeps_an_earlier_run(tmp_path):
-    command = [sys.executable, "-m", "petlib.cli.run", "--sample", "--epochs", "1", "--image_size", "32",
+    command = [sys.executable, "-m", "petlib.run", "--sample", "--epochs", "1", "--image_size", "32",
                "--subset", "8", "--out_dir", str(tmp_path)]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr

@@ -97,7 +97,7 @@ def test_export_command_writes_beside_the_checkpoint_and_checks_it(tmp_path, fmt
     checkpoint = tmp_path / "tiny.pth"
     save_checkpoint({"model_name": "unet", "model_kwargs": {"base_channels": 4}, "model_state": model.state_dict(),
                      "config": config.to_dict(), "history": [], "epoch": 3, "best_dice": 0.5}, checkpoint)
-    result = subprocess.run([sys.executable, "-m", "petlib.evaluation.export", "--model_path", str(checkpoint), "--format", fmt,
+    result = subprocess.run([sys.executable, "-m", "petlib.export", "--model_path", str(checkpoint), "--format", fmt,
                              "--tta", "off"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     out = tmp_path / f"tiny{suffix}"
