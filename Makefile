@@ -28,7 +28,7 @@ test: setup
 
 bench: setup
 	$(PY) -m pip install -e ".[bench]"
-	$(PY) -m petlib.bench
+	$(PY) -m petlib.research.bench
 
 clean:
 	rm -rf $(VENV) runs

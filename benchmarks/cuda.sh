@@ -27,7 +27,7 @@ part() {  # part NAME SECONDS ARGS...: one benchmark run under a time limit
     local name=$1 limit=$2
     shift 2
     local start=$SECONDS
-    timeout "$limit" "$py" -m petlib.bench --device "${DEVICE:-cuda}" "$@" ${BENCH_ARGS:-} --out "$out/$tag-$name.md" >"$out/$tag-$name.log" 2>&1
+    timeout "$limit" "$py" -m petlib.research.bench --device "${DEVICE:-cuda}" "$@" ${BENCH_ARGS:-} --out "$out/$tag-$name.md" >"$out/$tag-$name.log" 2>&1
     local status=$?
     echo "== $name: exit $status after $((SECONDS - start)) s (limit $limit s)"
     # The report holds everything a successful run printed; keep the log only when it failed.

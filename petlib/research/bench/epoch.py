@@ -1,104 +1,146 @@
-"""The report's epoch section: real epochs of :func:`~petlib.training.engine.fit` on the shipped sample,
-split into time waiting for the loader, augmenting, and the rest."""
+"""The report's epoch section: where the time of a real epoch of :func:`~petlib.training.engine.fit` goes.
+
+Each network trains a few epochs on the shipped sample with the main job's settings
+(:data:`~petlib.training.config.SAMPLE_SETTINGS`: size, batch, validation), exactly as ``make run``
+trains it, with the pieces of an epoch timed where ``fit`` calls them: waiting for the loader
+(decoding the cache, collating), the batch augmentation, the training steps (forward, backward,
+optimiser), validation (flip TTA), and each file the run writes -- the kept checkpoint, the resume
+point ``<name>_last.pth`` with the optimiser state, the history, the curves PNG and the card.
+"""
 from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import replace
 from typing import Any
 from unittest import mock
 
-from torch.utils.data import DataLoader
-
-from petlib.data.transforms import Augment
 from petlib.evaluation.tables import format_table
 from petlib.research.bench.cells import percent
-from petlib.research.bench.harness import PEER_MODEL
 from petlib.research.bench.settings import Settings
-from petlib.training import engine
+from petlib.training import engine, rundir
+from petlib.training.config import SAMPLE_SETTINGS, TrainConfig
 
-__all__ = ["section_epoch"]
+__all__ = ["section_epoch", "profile_fit"]
+
+#: The parts of an epoch, in the order the table shows them.
+PARTS = ("loader wait", "augment", "train steps", "validation", "kept checkpoint", "last checkpoint",
+         "history", "curves PNG", "card")
 
 
-class _TimedIterable:
-    """A loader that adds the time spent waiting for each batch to ``waits`` (one entry per pass)."""
+class _Clock:
+    """Seconds per (epoch, part), added up by the timed wrappers below."""
 
-    def __init__(self, loader: DataLoader) -> None:
-        self.loader = loader
-        self.waits: list[float] = []
+    def __init__(self) -> None:
+        self.epoch = 0
+        self.seconds: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
 
-    def __getattr__(self, name: str) -> Any:  # sampler, dataset, ... of the wrapped loader
-        return getattr(self.loader, name)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        waited = 0.0
-        iterator = iter(self.loader)
-        while True:
+    def timed(self, part: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                batch = next(iterator)
-            except StopIteration:
-                self.waits.append(waited + time.perf_counter() - start)
-                return
-            waited += time.perf_counter() - start
-            yield batch
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[self.epoch][part] += time.perf_counter() - start
+        return wrapper
+
+    def loader(self, loader: Any) -> Any:
+        """``loader`` with the time blocked on each next batch counted as "loader wait"."""
+        clock = self
+
+        class Timed:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(loader, name)
+
+            def __len__(self) -> int:
+                return len(loader)
+
+            def __iter__(self) -> Iterator[Any]:
+                iterator = iter(loader)
+                while True:
+                    start = time.perf_counter()
+                    try:
+                        batch = next(iterator)
+                    except StopIteration:
+                        return
+                    finally:
+                        clock.seconds[clock.epoch]["loader wait"] += time.perf_counter() - start
+                    yield batch
+
+        return Timed()
+
+
+def profile_fit(config: TrainConfig) -> tuple[list[dict[str, float]], dict[int, dict[str, float]]]:
+    """Train ``config`` with every part of each epoch timed; the history and seconds per (epoch, part).
+
+    Training steps are ``train_one_epoch``'s time less the loader wait and augmentation inside it.
+    """
+    clock = _Clock()
+    real_loaders, real_train = engine.make_loaders, engine.train_one_epoch
+    real_save = rundir.save_checkpoint
+
+    def make_loaders(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {mode: clock.loader(loader) for mode, loader in real_loaders(*args, **kwargs).items()}
+
+    def train_one_epoch(*args: Any, **kwargs: Any) -> float:
+        clock.epoch += 1
+        if kwargs.get("augment") is not None:
+            kwargs["augment"] = clock.timed("augment", kwargs["augment"])
+        return clock.timed("train steps", real_train)(*args, **kwargs)
+
+    def save_checkpoint(checkpoint: dict[str, Any], path: Any) -> Any:
+        part = "last checkpoint" if "optimizer_state" in checkpoint else "kept checkpoint"
+        return clock.timed(part, real_save)(checkpoint, path)
+
+    patches = [
+        mock.patch.object(engine, "make_loaders", make_loaders),
+        mock.patch.object(engine, "train_one_epoch", train_one_epoch),
+        mock.patch.object(engine, "evaluate", clock.timed("validation", engine.evaluate)),
+        mock.patch.object(rundir, "save_checkpoint", save_checkpoint),
+        mock.patch.object(rundir, "write_history", clock.timed("history", rundir.write_history)),
+        mock.patch.object(rundir.CurvesPNG, "update", _method(clock, "curves PNG", rundir.CurvesPNG.update)),
+        mock.patch.object(rundir.RunFiles, "write_card", _method(clock, "card", rundir.RunFiles.write_card)),
+    ]
+    with ExitStack() as stack:
+        for patch in patches:
+            stack.enter_context(patch)
+        result = engine.fit(config, progress=False, log=None)
+    for seconds in clock.seconds.values():  # the loader wait and augmentation happened inside the steps
+        seconds["train steps"] -= seconds["loader wait"] + seconds["augment"]
+    return result.history, clock.seconds
+
+
+def _method(clock: _Clock, part: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    timed = clock.timed(part, function)
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return timed(self, *args, **kwargs)
+    return method
 
 
 def section_epoch(s: Settings, print_: Callable[[str], None]) -> None:
-    """Real epochs of ``fit`` on the shipped sample, with the loaders and the augmentation timed."""
-    timed: dict[str, _TimedIterable] = {}
-    augment_seconds: list[float] = []
-    setup: list[float] = []
-    # fit builds its loaders through engine.make_loaders (a dict of loaders by mode); should it
-    # call data.load_dataset directly instead (one loader a call), wrap that name in engine.
-    builder = "make_loaders" if hasattr(engine, "make_loaders") else "load_dataset"
-    real_builder = getattr(engine, builder)
-
-    def wrap(loader: Any) -> _TimedIterable:
-        mode = getattr(getattr(loader, "dataset", None), "mode", f"loader {len(timed)}")
-        timed[mode] = _TimedIterable(loader)
-        return timed[mode]
-
-    def timed_builder(*args, **kwargs):
-        start = time.perf_counter()
-        loaders = real_builder(*args, **kwargs)
-        setup.append(time.perf_counter() - start)  # includes decoding the images into the cache
-        if isinstance(loaders, dict):
-            return {mode: wrap(loader) for mode, loader in loaders.items()}
-        return wrap(loaders)
-
-    class TimedAugment(Augment):
-        def __call__(self, images, masks, generator=None):
-            start = time.perf_counter()
-            result = super().__call__(images, masks, generator)
-            augment_seconds.append(time.perf_counter() - start)
-            return result
-
-    model = PEER_MODEL
-    with tempfile.TemporaryDirectory() as out:
-        config = replace(s.config, model=model, data_path=str(s.data_path), image_size=s.epoch_size,
-                         batch_size=s.epoch_batch_size, epochs=s.epochs, out_dir=out, device=str(s.device),
-                         cache=True, validate=True)  # an epoch as the notebooks run it: train, then validate
-        # Wrap fit's own loaders and augmentation, so that what is timed is a real epoch of fit.
-        with mock.patch.object(engine, builder, timed_builder), mock.patch.object(engine, "Augment", TimedAugment):
-            result = engine.fit(config, progress=False, log=None)
-    steps = len(timed["train"])
-    print_(f"## Epochs of `fit` ({model}, {s.epoch_size} px, batch {config.batch_size}, "
-           f"{len(timed['train'].dataset)} train + {len(timed['valid'].dataset)} valid images, {s.device.type})\n")
-    print_(f"Loader wait: time blocked on the next batch (train and validation). The loaders and the "
-           f"cache were built once before the first epoch in {sum(setup):.2f} s. Augmentation is timed "
-           + ("on the CPU." if s.device.type == "cpu" else "only on the CPU (asynchronous on a GPU).") + "\n")
-    rows = []
-    for epoch, row in enumerate(result.history):
-        wait = timed["train"].waits[epoch] + timed["valid"].waits[epoch]
-        aug = sum(augment_seconds[epoch * steps:(epoch + 1) * steps]) if s.device.type == "cpu" else float("nan")
-        rows.append([
-            row["epoch"], f"{row['seconds']:.2f}", f"{wait:.3f}", percent(wait / row["seconds"]),
-            f"{aug:.3f}" if aug == aug else "—", percent(aug / row["seconds"]) if aug == aug else "—",
-        ])
-    print_(format_table(rows, ["epoch", "epoch s", "loader wait s", "data share", "augment s", "augment share"],
-                        markdown=True) + "\n")
+    """Epochs of ``fit`` for each network at the main job's settings, each part of an epoch timed."""
+    print_(f"## Where an epoch goes ({s.device.type}; the main job's settings on the shipped sample)\n")
+    print_("Seconds per part of each epoch of `fit` as `make run` trains (validation with flip TTA; files "
+           "written by the main process). Epoch 1 includes decoding the images into the cache. Curves are "
+           "redrawn at most once a minute and at the end; without validation the kept checkpoint is written "
+           "once, at the end.\n")
+    for model in s.models:
+        settings = SAMPLE_SETTINGS.get(model, {})
+        with tempfile.TemporaryDirectory() as out:
+            config = replace(s.config, model=model, data_path=str(s.data_path), out_dir=out, device=str(s.device),
+                             **{**settings, "epochs": s.epochs, "image_size": s.epoch_size or settings["image_size"],
+                                **({"subset": 8, "batch_size": s.epoch_batch_size} if s.epoch_size else {})})
+            history, seconds = profile_fit(config)
+        rows = []
+        for row in history:
+            parts = seconds[row["epoch"]]
+            # The history's seconds are training and validation; the files are written after them.
+            total = row["seconds"] + sum(parts.get(p, 0.0) for p in PARTS[4:])
+            rows.append([row["epoch"], f"{total:.1f}"]
+                        + [f"{parts.get(p, 0.0):.2f} ({percent(parts.get(p, 0.0) / total)})" for p in PARTS])
+        print_(f"{model}, {config.image_size} px, batch {config.batch_size}:\n")
+        print_(format_table(rows, ["epoch", "epoch s", *PARTS], markdown=True) + "\n")

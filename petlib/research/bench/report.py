@@ -80,8 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = Settings(
         device=device, models=args.models, sizes=args.sizes, batch_size=args.batch_size, repeats=args.repeats,
         seconds=args.seconds, skip_peer=args.skip_peer, memory=args.memory, data_path=args.data_path,
-        # Batches of 4: an epoch of the sample has many steps, as a real epoch has.
-        loader_size=256, loader_batch_size=TrainConfig().batch_size, epoch_size=256, epoch_batch_size=4,
+        # The epoch section trains at the main job's size and batch (epoch_size 0), as make run does.
+        loader_size=256, loader_batch_size=TrainConfig().batch_size, epoch_size=0, epoch_batch_size=4,
         epochs=args.epochs,
         matmul_sizes=[4096, 8192, 16384] if device.type == "cuda" else [1024, 2048, 4096],
         synthetic_full=args.synthetic_full, synthetic_source=args.synthetic_source,
