@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from petlib.data.dataset import DEFAULT_ROOT, SAMPLE_ROOT, dataset_present
 from petlib.evaluation.score import evaluate_checkpoint
@@ -78,6 +78,22 @@ def _configs(args: argparse.Namespace) -> tuple[str, list[TrainConfig]]:
                   for name in RUN_MODELS if name in SAMPLE_SETTINGS]
 
 
+def _time_left(config: TrainConfig, start: float) -> Callable[[dict[str, float]], None]:
+    """After a network's first epoch, print how long its remaining epochs should take at that pace.
+
+    The first epoch also decodes the images into the cache, so the estimate errs long; the closing
+    table gives the minutes measured.
+    """
+    def on_epoch(row: dict[str, float]) -> None:
+        if row["epoch"] != 1 or config.epochs == 1:
+            return
+        elapsed = time.perf_counter() - start
+        left = elapsed * (config.epochs - 1)
+        print(f"  {config.model}: first epoch took {elapsed:.0f} s; about {left / 60:.1f} min left for its "
+              f"{config.epochs - 1} other epochs at that pace", flush=True)
+    return on_epoch
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m petlib.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--sample", "--quick", action="store_true",
@@ -100,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for config in configs:
         print(f"\n=== {config.model}: {config.image_size} px, {config.epochs} epochs, batch {config.batch_size} ===")
         start = time.perf_counter()
-        run = fit(config, progress=sys.stderr.isatty())
+        run = fit(config, progress=sys.stderr.isatty(), on_epoch=_time_left(config, start))
         test = evaluate_checkpoint(run.best_checkpoint, config.data_path, "test", tta=config.tta,
                                    batch_size=2 * config.batch_size, device=config.device, per_image=True)
         record_test_score(run.best_checkpoint, test, data_path=config.data_path)  # into the model card

@@ -30,8 +30,7 @@ from petlib.models import count_parameters
 from petlib.training.checkpoint import load_checkpoint, load_model
 from petlib.training.config import TrainConfig
 from petlib.training.device import pick_device
-from petlib.training.engine import read_history
-from petlib.training.rundir import RunPaths
+from petlib.training.rundir import RunPaths, read_history
 from petlib.training.settings import MODEL_LABELS, QUICK_DIR, QUICK_ENV
 
 __all__ = [

@@ -9,8 +9,7 @@ history, its curves and the kept checkpoint's model card.
 
 The same code runs in one process or under ``torchrun`` (DistributedDataParallel):
 each process trains on its shard, validation metrics are summed over all processes
-before dividing, and only rank 0 writes files or shows progress bars. ``pick_device`` and the
-speed options are re-exported from :mod:`petlib.training.device` for older imports.
+before dividing, and only rank 0 writes files or shows progress bars.
 """
 from __future__ import annotations
 
@@ -33,14 +32,11 @@ from petlib.losses import build_loss
 from petlib.metrics import dice_per_image, iou_per_image
 from petlib.models import build_model, eval_mode
 from petlib.training.config import TrainConfig
-from petlib.training.device import SpeedOptions, autocast, autocast_dtype, pick_device, seed_everything, speed_options
+from petlib.training.device import SpeedOptions, autocast, pick_device, seed_everything, speed_options
 from petlib.training.optim import build_optimizer, build_scheduler
-from petlib.training.rundir import ResumePoint, RunExistsError, RunFiles, RunPaths, read_history
+from petlib.training.rundir import ResumePoint, RunFiles, RunPaths
 
-__all__ = [
-    "pick_device", "seed_everything", "autocast_dtype", "SpeedOptions", "speed_options", "train_one_epoch", "evaluate",
-    "predict_logits", "fit", "build_optimizer", "to_device", "FitResult", "RunExistsError", "make_loaders", "read_history",
-]
+__all__ = ["train_one_epoch", "evaluate", "predict_logits", "fit", "to_device", "FitResult", "make_loaders"]
 
 # --------------------------------------------------------------------------- data
 
@@ -389,6 +385,7 @@ def fit(
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     tensorboard: str | Path | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Train ``config.model`` on ``config.data_path`` as ``config`` says.
 
@@ -401,6 +398,8 @@ def fit(
         log: called with one line per epoch (``None`` for silence).
         tensorboard: also log each epoch's numbers as TensorBoard scalars in
             ``<tensorboard>/<name>`` (skipped, with a message, without tensorboard installed).
+        on_epoch: called by the main process with each epoch's history row, once its files are
+            written (the main job uses it to estimate the time left).
 
     The main process writes the run's files every epoch (:class:`~petlib.training.rundir.RunFiles`): best checkpoint
     and card, last checkpoint (unless ``config.save_last`` is off: ~0.4 GB a time for the UNet), history, curves.
@@ -440,6 +439,8 @@ def fit(
         if dist.is_main():
             files.save_epoch(run, improved)
         log(_epoch_message(row, config.epochs, improved))
+        if on_epoch is not None and dist.is_main():
+            on_epoch(row)
     # 6. The final curves and the best checkpoint's card.
     card_file = files.finish(run, resumed=resumed.state is not None) if dist.is_main() else None
     dist.barrier()

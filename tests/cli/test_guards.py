@@ -24,7 +24,7 @@ from petlib.evaluation.score import evaluate_checkpoint, score_at_original_size,
 from petlib.models import build_model
 from petlib.training.checkpoint import load_checkpoint, load_model, save_checkpoint
 from petlib.training.config import TrainConfig
-from petlib.training.engine import read_history
+from petlib.training.rundir import read_history
 
 SAMPLE = str(SAMPLE_ROOT)
 TINY_UNET = ["--model", "unet", "--model_kwargs", '{"base_channels": 4}', "--image_size", "32", "--device", "cpu"]

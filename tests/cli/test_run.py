@@ -62,7 +62,8 @@ def test_main_job_trains_both_networks_and_keeps_an_earlier_run(tmp_path):
 
 def test_fit_never_silently_replaces_an_earlier_runs_best_checkpoint(tmp_path):
     from petlib.data import SAMPLE_ROOT
-    from petlib.training.engine import RunExistsError, fit
+    from petlib.training.engine import fit
+    from petlib.training.rundir import RunExistsError
 
     config = TrainConfig(model="resnet34_unet", data_path=str(SAMPLE_ROOT), image_size=32, epochs=1, batch_size=4,
                          subset=8, out_dir=str(tmp_path), device="cpu", cache=True)

@@ -37,7 +37,7 @@ def _torchrun(out_dir: Path, record_dir: Path, *extra: str, stop_after_epoch: in
 
 
 def test_cuda_means_this_process_gpu_under_torchrun(monkeypatch):
-    from petlib.training.engine import pick_device
+    from petlib.training.device import pick_device
 
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # also on a one-GPU machine
@@ -47,7 +47,7 @@ def test_cuda_means_this_process_gpu_under_torchrun(monkeypatch):
 
 
 def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
-    from petlib.training.engine import pick_device
+    from petlib.training.device import pick_device
 
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

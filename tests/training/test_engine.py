@@ -13,7 +13,8 @@ from petlib.models import build_model
 from petlib.training import engine
 from petlib.training.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from petlib.training.config import RECIPES, TrainConfig, recipe
-from petlib.training.engine import evaluate, fit, read_history
+from petlib.training.engine import evaluate, fit
+from petlib.training.rundir import read_history
 
 # The engine's own runs: a ResNet34-UNet (BatchNorm in a real encoder) on 16 images at 32 px,
 # the decode-once cache in memory, in <tmp_path>/models.
@@ -264,7 +265,7 @@ def test_recipes_and_config_json_round_trip(tmp_path):
 def test_fused_optimizer_updates_like_the_default_one(optimizer):
     # The fused update (petlib's default on CUDA and CPU) is a speed option only: the same
     # step as torch's default implementation, up to float rounding.
-    from petlib.training.engine import build_optimizer
+    from petlib.training.optim import build_optimizer
 
     config = TrainConfig(model="unet", optimizer=optimizer, lr=1e-2, weight_decay=1e-2)
     torch.manual_seed(0)

@@ -28,7 +28,8 @@ from petlib.models import build_model
 from petlib.training import engine
 from petlib.training.config import TrainConfig
 from petlib.training.device import autocast, speed_options
-from petlib.training.engine import build_optimizer, to_device
+from petlib.training.engine import to_device
+from petlib.training.optim import build_optimizer
 
 __all__ = [
     "PEER", "PEER_MODEL", "SAME_OPTIONS", "AS_USERS_RUN_IT", "ABLATION", "Candidate", "petlib_candidate",
