@@ -1,5 +1,5 @@
 """Training losses on logits: the lab's BCE, a soft Dice (per image, or pooled over the
-batch as segmentation_models_pytorch computes it), and their sum.
+batch as segmentation_models_pytorch computes it), the Lovász hinge, and sums of them.
 
 All take ``logits`` ``(N, 1, H, W)`` and ``masks`` ``(N, 1, H, W)`` with values 0/1 and
 return a scalar. An optional ``weight`` ``(N, 1, H, W)`` of 0/1 leaves the pixels where it is 0
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SoftDiceLoss", "BCEDiceLoss", "LOSSES", "build_loss"]
+__all__ = ["SoftDiceLoss", "BCEDiceLoss", "LovaszHingeLoss", "BCELovaszLoss", "lovasz_grad", "LOSSES", "build_loss"]
 
 
 class SoftDiceLoss(nn.Module):
@@ -81,6 +81,49 @@ class BCEDiceLoss(nn.Module):
         return self.bce_weight * bce + self.dice_weight * self.dice(logits, masks, weight)
 
 
+def lovasz_grad(truth_sorted: Tensor) -> Tensor:
+    """The gradient of the Jaccard loss's Lovász extension at ``truth_sorted`` ``(P,)`` (0/1,
+    pixels sorted by decreasing error): Berman et al. (2018), Algorithm 1."""
+    total = truth_sorted.sum()
+    intersection = total - truth_sorted.cumsum(0)
+    union = total + (1 - truth_sorted).cumsum(0)
+    jaccard = 1 - intersection / union
+    return torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+
+
+class LovaszHingeLoss(nn.Module):
+    """The Lovász hinge (Berman, Triki and Blaschko, CVPR 2018), per image, averaged over the batch.
+
+    A convex surrogate of ``1 - IoU`` of the thresholded prediction: each pixel's hinge error
+    ``1 - logit * (2 t - 1)`` weighted by how much it moves the image's IoU, so it optimises the
+    overlap of each image directly, as the per-image Dice we report counts it. Takes ``logits``
+    and ``masks`` ``(N, 1, H, W)``; ``weight`` 0 leaves pixels out.
+    """
+
+    def forward(self, logits: Tensor, masks: Tensor, weight: Tensor | None = None) -> Tensor:
+        logits, masks = logits.float().flatten(1), masks.float().flatten(1)  # (N, P)
+        keep = weight.flatten(1) > 0 if weight is not None else None
+        losses = []
+        for i in range(logits.shape[0]):
+            logit, truth = (logits[i], masks[i]) if keep is None else (logits[i][keep[i]], masks[i][keep[i]])
+            errors = 1 - logit * (2 * truth - 1)  # (P,) hinge errors
+            errors_sorted, order = errors.sort(descending=True)
+            losses.append(torch.dot(F.relu(errors_sorted), lovasz_grad(truth[order])))
+        return torch.stack(losses).mean()
+
+
+class BCELovaszLoss(nn.Module):
+    """``BCE-with-logits + Lovász hinge``: BCE's well-scaled gradient on every pixel from the first
+    step, and the Lovász hinge's push on each image's overlap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lovasz = LovaszHingeLoss()
+
+    def forward(self, logits: Tensor, masks: Tensor, weight: Tensor | None = None) -> Tensor:
+        return _bce(logits, masks, weight) + self.lovasz(logits, masks, weight)
+
+
 def _bce(logits: Tensor, masks: Tensor, weight: Tensor | None) -> Tensor:
     """Mean BCE-with-logits over the pixels whose ``weight`` is 1 (all of them without one)."""
     if weight is None:
@@ -105,6 +148,7 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
     "bce+dice": BCEDiceLoss,
     "dice_pooled": functools.partial(SoftDiceLoss, pooled=True),
     "bce+dice_pooled": functools.partial(BCEDiceLoss, pooled=True),
+    "bce+lovasz": BCELovaszLoss,
 }
 
 

@@ -208,3 +208,49 @@ def test_dice_and_iou_are_smps_micro_imagewise_metrics():
     smp_iou = smp.metrics.iou_score(tp, fp, fn, tn, reduction="micro-imagewise", zero_division=1)
     assert dice_score(logits, masks) == pytest.approx(smp_dice.item(), abs=1e-6)
     assert iou_score(logits, masks) == pytest.approx(smp_iou.item(), abs=1e-6)
+
+
+def _lovasz_reference(logit, truth):
+    """Berman et al.'s binary Lovász hinge for one image, written out pixel by pixel."""
+    errors = [1 - float(x) * (2 * float(t) - 1) for x, t in zip(logit, truth)]
+    order = sorted(range(len(errors)), key=lambda i: -errors[i])
+    gts = sum(float(t) for t in truth)
+    loss, previous = 0.0, 0.0
+    inter, union = gts, gts
+    for i in order:
+        t = float(truth[i])
+        inter -= t
+        union += 1 - t
+        jaccard = 1 - inter / union
+        loss += max(errors[i], 0.0) * (jaccard - previous)
+        previous = jaccard
+    return loss
+
+
+def test_lovasz_hinge_matches_the_paper_pixel_by_pixel():
+    from petlib.losses import LovaszHingeLoss
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 1, 5, 4, generator=generator) * 2
+    masks = (torch.rand(3, 1, 5, 4, generator=generator) > 0.5).float()
+    masks[2] = 0  # an image without pet
+    expected = sum(_lovasz_reference(logits[i].flatten(), masks[i].flatten()) for i in range(3)) / 3
+    assert LovaszHingeLoss()(logits, masks).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_lovasz_hinge_is_zero_for_confident_right_answers_and_ignores_weighted_out_pixels():
+    from petlib.losses import LovaszHingeLoss, build_loss
+
+    masks = torch.zeros(2, 1, 4, 4)
+    masks[:, :, :2] = 1
+    logits = (masks * 2 - 1) * 3  # every pixel right, margin above 1
+    assert LovaszHingeLoss()(logits, masks).item() == 0
+    wrong = logits.clone()
+    wrong[:, :, 3, 3] = 5.0  # one background pixel called pet, confidently
+    weight = torch.ones_like(masks)
+    weight[:, :, 3, 3] = 0
+    assert LovaszHingeLoss()(wrong, masks).item() > 0
+    assert LovaszHingeLoss()(wrong, masks, weight).item() == 0
+    loss = build_loss("bce+lovasz")(wrong.requires_grad_(), masks)
+    loss.backward()
+    assert wrong.grad is not None and wrong.grad[:, :, 3, 3].gt(0).all()  # pushed down where it is wrong
