@@ -22,6 +22,7 @@ from torch import nn
 
 from petlib.models.blocks import ConvBNReLU, DecoderBlock, DoubleConv, Normalize
 from petlib.models.resnet34_unet import ResNet34Encoder, ResNet34UNet, load_encoder_state_dict
+from petlib.models.smp import from_smp, to_smp
 from petlib.models.trace import StageShape, format_trace, shape_trace
 from petlib.models.unet import UNet
 
@@ -37,6 +38,8 @@ __all__ = [
     "ResNet34UNet",
     "ResNet34Encoder",
     "load_encoder_state_dict",
+    "from_smp",
+    "to_smp",
     "DoubleConv",
     "ConvBNReLU",
     "DecoderBlock",
