@@ -36,6 +36,7 @@ from petlib.training import (
     read_history,
     recipe,
     save_checkpoint,
+    save_pretrained,
     train_one_epoch,
 )
 
@@ -46,5 +47,5 @@ __all__ = [
     "dice_score", "iou_score", "dice_per_image", "iou_per_image", "build_loss",
     "TrainConfig", "RECIPES", "recipe",
     "fit", "train_one_epoch", "evaluate", "pick_device", "read_history",
-    "save_checkpoint", "load_checkpoint", "load_model",
+    "save_checkpoint", "load_checkpoint", "load_model", "save_pretrained",
 ]

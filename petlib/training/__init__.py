@@ -11,6 +11,7 @@ Read it in this order:
 5. :mod:`~petlib.training.rundir` -- the run's folder: its file names, the history CSV, the resume
    point, and what is written each epoch; :mod:`~petlib.training.card` (the model card) and
    :mod:`~petlib.training.curves` (curves PNG, TensorBoard) are written from there;
+   :mod:`~petlib.training.pretrained` -- a model folder to share (``save_pretrained``);
 6. :mod:`~petlib.training.engine` -- ``train_one_epoch``, ``evaluate`` and ``fit``.
 
 Imports the data, models, losses and metrics layers only (and :mod:`petlib.distributed`).
@@ -19,10 +20,11 @@ from petlib.training.checkpoint import CheckpointError, load_checkpoint, load_mo
 from petlib.training.config import RECIPES, TrainConfig, recipe
 from petlib.training.device import pick_device
 from petlib.training.engine import FitResult, evaluate, fit, predict_logits, train_one_epoch
+from petlib.training.pretrained import save_pretrained
 from petlib.training.rundir import RunExistsError, read_history
 
 __all__ = [
     "TrainConfig", "RECIPES", "recipe", "pick_device", "fit", "FitResult", "train_one_epoch", "evaluate",
     "predict_logits", "save_checkpoint", "load_checkpoint", "load_model", "CheckpointError", "read_history",
-    "RunExistsError",
+    "RunExistsError", "save_pretrained",
 ]

@@ -1,4 +1,4 @@
-"""Model cards: what a user needs to decide which checkpoint to keep, beside each best checkpoint.
+"""Model cards: what a user needs to decide which checkpoint to keep, and to use it well.
 
 :func:`petlib.training.engine.fit` writes ``<name>_card.json`` and ``<name>_card.md`` next to
 ``<name>.pth`` whenever it saves a new best checkpoint, and once more when the run ends: the
@@ -7,12 +7,16 @@ size, validation Dice with the policy it was scored under, wall time, device and
 The test score is added when the checkpoint is scored on the test split
 (:func:`record_test_score`, which ``petlib-eval`` calls)::
 
-    result = evaluate_checkpoint("saved_models/resnet34_unet.pth", data_path, "test")
+    result = evaluate_checkpoint("saved_models/resnet34_unet.pth", data_path, "test", per_image=True)
     record_test_score("saved_models/resnet34_unet.pth", result, data_path=data_path)
 
-The JSON is the record (``card_format`` says its layout); the Markdown is the same facts as a
-table for reading. A card belongs to one state of its checkpoint: a run that replaces the best
-checkpoint rewrites the card, and with it drops test scores of the weights it replaced.
+The JSON is the record (``card_format`` says its layout); the Markdown
+(:mod:`petlib.training.card_readme`) is a model card in the Hugging Face layout, a YAML header and
+sections from intended use to licence, the same text as a model folder's ``README.md``
+(:mod:`petlib.training.pretrained`, whose record is ``card.json`` in the folder). A card holds
+no path of the machine that wrote it: the data are named by kind and folder name, the
+checkpoint by its file name. A card belongs to one state of its checkpoint: a run that replaces
+the best checkpoint rewrites the card, and with it drops test scores of the weights it replaced.
 """
 from __future__ import annotations
 
@@ -23,20 +27,30 @@ import platform
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from petlib._io import replace_atomically
 from petlib._version import __version__
-from petlib.data.dataset import SAMPLE_ROOT
+from petlib.data.release import is_sample
+from petlib.training.card_readme import card_markdown
 from petlib.training.config import RECIPES, TrainConfig, recipe
 
 __all__ = [
-    "CARD_FORMAT", "card_paths", "build_card", "card_from_checkpoint", "write_card", "read_card",
-    "record_test_score", "card_markdown", "scoring_policy", "closest_recipe", "describe_device",
+    "CARD_FORMAT", "card_paths", "build_card", "card_from_checkpoint", "card_for_checkpoint", "card_for_model",
+    "write_card", "read_card", "record_test_score", "card_markdown", "scoring_policy", "closest_recipe",
+    "describe_device", "describe_data", "portable_path", "portable_config", "per_image_interval",
 ]
 
-#: Version of the card's JSON layout; a change of meaning bumps it.
-CARD_FORMAT = 1
+#: Version of the card's JSON layout; a change of meaning bumps it. 2: no machine paths (data by
+#: kind and folder name), test rows keyed by split, data, size and TTA, per-image intervals.
+CARD_FORMAT = 2
+#: The sample's place in the repository, as a card shows it (its absolute path is the machine's).
+SAMPLE_PATH = "dataset/oxford-iiit-pet-sample"
+#: What a test row is one of: another score with the same values replaces it.
+TEST_KEY = ("split", "kind", "folder", "image_size", "tta")
+#: The files of a model folder that hold its card (the same names as :func:`card_paths` gives).
+FOLDER_CARD = ("card.json", "README.md")
 
 #: How the splits are made (petlib.data.read_split), for the card's data section.
 SPLIT_RULE = (
@@ -54,8 +68,11 @@ RECIPE_FIELDS: tuple[str, ...] = tuple(sorted({key for overrides in RECIPES.valu
 
 
 def card_paths(checkpoint_path: str | Path) -> tuple[Path, Path]:
-    """``(<name>_card.json, <name>_card.md)`` beside the checkpoint ``<name>.pth``."""
+    """``(<name>_card.json, <name>_card.md)`` beside the checkpoint ``<name>.pth``; for a model
+    folder (:func:`petlib.training.pretrained.save_pretrained`), its ``card.json`` and ``README.md``."""
     path = Path(checkpoint_path)
+    if path.is_dir():
+        return path / FOLDER_CARD[0], path / FOLDER_CARD[1]
     return path.with_name(f"{path.stem}_card.json"), path.with_name(f"{path.stem}_card.md")
 
 
@@ -101,12 +118,68 @@ def describe_device(device: torch.device | str) -> str:
     return str(device)
 
 
-def _describe_data(data_path: str | Path) -> str:
+def describe_data(data_path: str | Path) -> dict[str, str]:
+    """The dataset at ``data_path`` as a card names it, the same whatever spelling of the path.
+
+    ``{"dataset": "Oxford-IIIT Pet, the 300-image sample shipped with petlib", "kind": "sample",
+    "folder": "oxford-iiit-pet-sample"}``; any other root is ``"kind": "full"``, named by its
+    folder (the resolved path's last part: ``./data/pets`` and ``/home/me/data/pets`` are both ``pets``).
+    """
     try:
-        sample = Path(data_path).resolve() == SAMPLE_ROOT.resolve()
+        sample = is_sample(data_path)
+        folder = Path(data_path).resolve().name
     except OSError:
-        sample = False
-    return "Oxford-IIIT Pet, the 300-image sample shipped with petlib" if sample else "Oxford-IIIT Pet"
+        sample, folder = False, Path(data_path).name
+    if sample:
+        return {"dataset": "Oxford-IIIT Pet, the 300-image sample shipped with petlib", "kind": "sample",
+                "folder": Path(SAMPLE_PATH).name}
+    return {"dataset": "Oxford-IIIT Pet", "kind": "full", "folder": folder or str(data_path)}
+
+
+def portable_path(path: str | Path) -> str:
+    """``path`` as a card or a model folder may show it: no part of the machine that wrote it.
+
+    The sample is its place in the repository (``dataset/oxford-iiit-pet-sample``); a relative
+    path that stays below the working folder is kept (``saved_models``); anything else is its
+    last part (``/home/me/runs/models`` -> ``models``).
+    """
+    try:
+        if is_sample(path):
+            return SAMPLE_PATH
+    except OSError:
+        pass
+    given = Path(path)
+    if not given.is_absolute() and ".." not in given.parts and not str(path).startswith("~"):
+        return given.as_posix()
+    return given.resolve().name if given.is_absolute() else given.name
+
+
+def portable_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A :class:`TrainConfig` dict with its paths (``data_path``, ``out_dir``) made :func:`portable_path`."""
+    return {key: portable_path(value) if key in ("data_path", "out_dir") and isinstance(value, str) and value
+            else value for key, value in config.items()}
+
+
+def per_image_interval(values: Sequence[float] | torch.Tensor, *, samples: int = 2000,
+                       seed: int = 0) -> dict[str, Any] | None:
+    """Mean per-image score with a 95% bootstrap interval: how much the mean could move with
+    other images of the same kind. None for fewer than 2 images.
+
+    Args:
+        values: one score per image, ``(num_images,)``.
+
+    Returns:
+        ``{"mean", "median", "low", "high", "images", "method"}``, ``low``/``high`` the 2.5 and
+        97.5 percentiles of the mean over ``samples`` resamplings of the images (seeded).
+    """
+    scores = np.asarray(values.tolist() if isinstance(values, torch.Tensor) else values, dtype=np.float64)
+    if scores.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = scores[rng.integers(0, scores.size, size=(samples, scores.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"mean": float(scores.mean()), "median": float(np.median(scores)), "low": float(low), "high": float(high),
+            "images": int(scores.size), "method": f"95% bootstrap interval of the mean ({samples} resamplings of the images)"}
 
 
 def _now() -> str:
@@ -172,9 +245,9 @@ def build_card(
         "source": source,
         "model": {"name": config.model, "kwargs": dict(config.model_kwargs), "parameters": parameters},
         "data": {
-            "dataset": _describe_data(config.data_path), "data_path": str(config.data_path),
-            "licence": "CC BY-SA 4.0 (Parkhi et al., Cats and Dogs, CVPR 2012)",
-            "split": SPLIT_RULE if config.validate else SPLIT_RULE_NO_VALIDATION, "subset": config.subset, "images": dict(split_sizes) if split_sizes else None,
+            **describe_data(config.data_path), "licence": "CC BY-SA 4.0 (Parkhi et al., Cats and Dogs, CVPR 2012)",
+            "split": SPLIT_RULE if config.validate else SPLIT_RULE_NO_VALIDATION, "subset": config.subset,
+            "images": dict(split_sizes) if split_sizes else None,
         },
         "recipe": {"closest": name, "changed": changed, "settings": recipe_settings},
         "training": {
@@ -192,12 +265,12 @@ def build_card(
         "test": [],
         "versions": {"petlib": __version__, "torch": torch.__version__, "python": platform.python_version()},
         "written": _now(),
-        "config": config.to_dict(),
+        "config": portable_config(config.to_dict()),
     }
 
 
 def card_from_checkpoint(checkpoint_path: str | Path) -> dict[str, Any]:
-    """A card for a checkpoint that has none (written before cards, or copied without it).
+    """A card for a checkpoint (or model folder) that has none (written before cards, or copied without it).
 
     Built from what the checkpoint holds: its config and its history, which ends at the best
     epoch, so the card's epochs and wall time stop there (``"source": "checkpoint"``).
@@ -206,12 +279,42 @@ def card_from_checkpoint(checkpoint_path: str | Path) -> dict[str, Any]:
     from petlib.training.checkpoint import load_model
 
     model, checkpoint = load_model(checkpoint_path)
-    config = TrainConfig.from_dict(checkpoint.get("config", {}))
-    card = build_card(config, checkpoint.get("history", []), checkpoint_path=checkpoint_path,
-                      parameters=count_parameters(model), source="checkpoint")
+    return card_for_checkpoint(checkpoint, name=Path(checkpoint_path).name, parameters=count_parameters(model))
+
+
+def card_for_checkpoint(checkpoint: Mapping[str, Any], *, name: str, parameters: int) -> dict[str, Any]:
+    """:func:`card_from_checkpoint` for a checkpoint dict already read; ``name``: its file (or folder) name.
+
+    A checkpoint without a training config (weights saved by hand) gets :func:`card_for_model`'s
+    card, which says that nothing of its training is known.
+    """
+    config = checkpoint.get("config") or {}
+    if "epochs" not in config:  # no training run's config: at most the size it was saved with
+        return card_for_model(checkpoint["model_name"], checkpoint.get("model_kwargs", {}), parameters, name=name,
+                              image_size=config.get("image_size"))
+    config = TrainConfig.from_dict({"model": checkpoint["model_name"], "model_kwargs": checkpoint.get("model_kwargs", {}),
+                                    **checkpoint["config"]})
+    card = build_card(config, checkpoint.get("history", []), checkpoint_path=name, parameters=parameters,
+                      source="checkpoint")
     card["versions"].update(trained_with_petlib=checkpoint.get("petlib_version"),
                             trained_with_torch=checkpoint.get("torch_version"))
     return card
+
+
+def card_for_model(model_name: str, model_kwargs: Mapping[str, Any], parameters: int, *, name: str,
+                   image_size: int | None = None) -> dict[str, Any]:
+    """The card of weights saved from a model object: its architecture, and that its training is unknown.
+
+    ``"source": "model"``; data, recipe, training and validation are None.
+    """
+    return {
+        "card_format": CARD_FORMAT, "checkpoint": name, "run_name": Path(name).stem or model_name, "source": "model",
+        "model": {"name": model_name, "kwargs": {k: v for k, v in model_kwargs.items() if k != "pretrained"},
+                  "parameters": parameters, "image_size": image_size},
+        "data": None, "recipe": None, "training": None, "validation": None, "test": [],
+        "versions": {"petlib": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        "written": _now(), "config": None,
+    }
 
 
 def write_card(card: Mapping[str, Any], checkpoint_path: str | Path) -> tuple[Path, Path]:
@@ -224,7 +327,10 @@ def write_card(card: Mapping[str, Any], checkpoint_path: str | Path) -> tuple[Pa
 
 
 def read_card(checkpoint_path: str | Path) -> dict[str, Any] | None:
-    """The card beside ``checkpoint_path``, or None if there is none.
+    """The card beside ``checkpoint_path`` (or in a model folder), or None if there is none.
+
+    A card of an earlier layout comes back in this one's test rows (``split``, ``kind``,
+    ``folder``, no ``data_path``), so that rewriting it leaves no machine path behind.
 
     Raises:
         ValueError: the card file is not JSON (the message names it).
@@ -233,93 +339,74 @@ def read_card(checkpoint_path: str | Path) -> dict[str, Any] | None:
     if not json_path.is_file():
         return None
     try:
-        return json.loads(json_path.read_text())
-    except json.JSONDecodeError as err:
+        card = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{json_path} is not a readable model card ({err}); delete it and it is rebuilt") from None
+    if not isinstance(card, dict):
+        raise ValueError(f"{json_path} is not a readable model card (not a JSON object); delete it and it is rebuilt")
+    # A row without the fields a score needs (a hand-edited card) is dropped, not shown half.
+    card["test"] = [_portable_test_row(row) for row in card.get("test") or []
+                    if isinstance(row, dict) and all(key in row for key in ("dice", "iou", "images", "image_size", "tta"))]
+    return card
+
+
+def _portable_test_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A test row of any card layout in this one's: the data by kind and folder, no path."""
+    row = dict(row)
+    path = row.pop("data_path", None)  # card_format 1
+    if path is not None and "kind" not in row:
+        row.update(describe_data(path))
+    row.setdefault("split", "test")
+    return row
+
+
+def _test_row(result: Mapping[str, Any], data_path: str | Path) -> dict[str, Any]:
+    size, tta, count = int(result["image_size"]), bool(result["tta"]), int(result["count"])
+    per_image = result.get("dice_per_image")
+    return {
+        "split": "test", **describe_data(data_path), "images": count, "image_size": size, "tta": tta,
+        "dice": float(result["dice"]), "iou": float(result["iou"]),
+        "dice_per_image": per_image_interval(per_image) if per_image is not None else None,
+        "as_validated": tta == bool(result.get("validated_tta", tta)),
+        "checkpoint_epoch": result.get("epoch"), "policy": scoring_policy(size, tta, count), "scored": _now(),
+    }
+
+
+def kept_epoch(card: Mapping[str, Any]) -> int | None:
+    """The epoch whose weights the card describes (``best_epoch`` in cards that predate ``kept_epoch``)."""
+    training = card.get("training") or {}
+    return training.get("kept_epoch", training.get("best_epoch"))
 
 
 def record_test_score(checkpoint_path: str | Path, result: Mapping[str, Any], *, data_path: str | Path) -> Path:
     """Add a test score to the checkpoint's card, and return the card's JSON path.
 
     Args:
-        checkpoint_path: the checkpoint that was scored.
+        checkpoint_path: the checkpoint (or model folder) that was scored.
         result: what :func:`petlib.evaluation.score.evaluate_checkpoint` (or ``evaluate_model``) returned
             for the ``test`` split: ``dice``, ``iou``, ``count``, ``image_size``, ``tta``,
-            ``validated_tta``, ``epoch``, ``model_name``.
+            ``validated_tta``, ``epoch``, ``model_name``, and with ``per_image=True``
+            ``dice_per_image`` (the card then gives the mean's 95% interval).
         data_path: the dataset root it was scored on (the sample's test split is not the
-            official one, so the card says which).
+            official one, so the card says which); recorded by kind and folder name, never as a path.
 
-    A score under the same policy (data, image size, TTA, image count) replaces the earlier
-    one; others are kept beside it. Without a card, or with one that describes other weights
-    (another model or best epoch), the card is first rebuilt from the checkpoint.
+    One row per split, data, image size and TTA (:data:`TEST_KEY`): a new score replaces the
+    row it matches, however the data path was spelt (relative, absolute, through a link). Without
+    a card, with one of an earlier layout, or with one that describes other weights (another model
+    or best epoch), the card is first rebuilt from the checkpoint.
     """
     card = read_card(checkpoint_path)
-    stale = card is not None and (
-        card.get("model", {}).get("name") != result.get("model_name")
-        or card.get("training", {}).get("best_epoch") != result.get("epoch")
-    )
-    if card is None or stale:
+    same = card is not None and (card.get("model") or {}).get("name") == result.get("model_name") \
+        and kept_epoch(card) == result.get("epoch")
+    if not same or card.get("card_format") != CARD_FORMAT:
+        earlier = card
         card = card_from_checkpoint(checkpoint_path)
-    entry = {
-        "dice": float(result["dice"]), "iou": float(result["iou"]), "images": int(result["count"]),
-        "dataset": _describe_data(data_path), "data_path": str(data_path),
-        "image_size": int(result["image_size"]), "tta": bool(result["tta"]),
-        "as_validated": bool(result["tta"]) == bool(result.get("validated_tta", result["tta"])),
-        "checkpoint_epoch": result.get("epoch"),
-        "policy": scoring_policy(int(result["image_size"]), bool(result["tta"]), int(result["count"])),
-        "scored": _now(),
-    }
-    policy = ("data_path", "image_size", "tta", "images")
-    card["test"] = [e for e in card.get("test", []) if any(e.get(k) != entry[k] for k in policy)] + [entry]
+        if same and earlier is not None:
+            card["test"] = earlier["test"]  # an older layout of the same weights: its scores still hold
+        if earlier is not None and earlier.get("layout"):
+            card["layout"] = earlier["layout"]
+    entry = _test_row(result, data_path)
+    kept = [row for row in card.get("test", []) if any(row.get(k) != entry[k] for k in TEST_KEY)]
+    card["test"] = kept + [entry]
     json_path, _ = write_card(card, checkpoint_path)
     return json_path
-
-
-def _number(value: Any, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def card_markdown(card: Mapping[str, Any]) -> str:
-    """The card as Markdown: a title and one table of the facts that decide between checkpoints."""
-    model, data, training = card["model"], card["data"], card["training"]
-    kwargs = f" {json.dumps(model['kwargs'])}" if model["kwargs"] else ""
-    images = data.get("images") or {}
-    sizes = " / ".join(f"{count} {split}" for split, count in images.items())
-    subset = f", subset {data['subset']} per split" if data.get("subset") else ""
-    recipe_line = card["recipe"]["closest"]
-    if card["recipe"]["changed"]:
-        recipe_line += " with " + ", ".join(f"{k}={v}" for k, v in card["recipe"]["changed"].items())
-    settings = ", ".join(f"{k} {v}" for k, v in card["recipe"]["settings"].items())
-    minutes = training["wall_time_seconds"] / 60
-    status = "finished" if training["finished"] else "not finished"
-    if card.get("source") == "checkpoint":
-        status = "card made from the checkpoint: epochs and time up to the best epoch"
-    rows = [
-        ("checkpoint", f"`{card['checkpoint']}` ("
-                       + (f"best epoch {training['best_epoch']})" if training.get("best_epoch") is not None
-                          else f"last epoch, {training.get('kept_epoch')}; no validation split)")),
-        ("model", f"{model['name']}{kwargs}, {model['parameters']:,} parameters"),
-        ("data", f"{data['dataset']} at `{data['data_path']}`" + (f": {sizes} images" if sizes else "") + subset),
-        ("split", data["split"]),
-        ("recipe", f"{recipe_line} ({settings})"),
-        ("training", f"{training['epochs_trained']} of {training['epochs_planned']} epochs ({status}) at "
-                     f"{training['image_size']} px; {minutes:.1f} min on {training['device']}"
-                     + (f" x {training['processes']} processes" if training.get("processes", 1) > 1 else "")),
-    ]
-    validation = card.get("validation")
-    if validation:
-        rows.append(("validation Dice", f"**{_number(validation['dice'])}** (IoU {_number(validation['iou'])}) "
-                                        f"at epoch {validation['epoch']}: {validation['policy']}"))
-    tests = card.get("test") or []
-    for entry in tests:
-        how = "as validated" if entry["as_validated"] else "not as validated"
-        rows.append(("test Dice", f"**{_number(entry['dice'])}** (IoU {_number(entry['iou'])}) on {entry['dataset']} "
-                                  f"at `{entry['data_path']}` ({how}): {entry['policy']}"))
-    if not tests:
-        rows.append(("test Dice", f"not scored yet: `petlib-eval --model_path {card['checkpoint']} --data_path ...`"))
-    versions = card["versions"]
-    rows.append(("versions", f"petlib {versions['petlib']}, torch {versions['torch']}, Python {versions['python']}"))
-    rows.append(("written", card["written"]))
-    lines = [f"# Model card: {card['run_name']}", "", "| | |", "|---|---|"]
-    lines += [f"| {key} | {str(value).replace('|', '/')} |" for key, value in rows]
-    return "\n".join(lines) + "\n"

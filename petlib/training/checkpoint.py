@@ -13,9 +13,15 @@ plus the versions that wrote it::
 Everything in it is a tensor or plain data (dicts, lists, tuples, strings, numbers, None),
 so it loads with ``torch.load(weights_only=True)``: opening a checkpoint never runs code
 that came with the file. Files get the permissions of any new file (the user's umask).
+
+:func:`load_checkpoint` and :func:`load_model` also read a model folder
+(:func:`petlib.training.pretrained.save_pretrained`): ``model.safetensors`` (the weights, a
+format that holds tensors only) and ``config.json`` (the model's name and settings), returned
+as the same dict.
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -31,9 +37,12 @@ from petlib._io import chmod_as_new_file
 from petlib._version import __version__
 from petlib.models import build_model
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "CheckpointError"]
+__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "CheckpointError", "WEIGHTS_FILE", "CONFIG_FILE"]
 
 FORMAT_VERSION = 1
+#: A model folder's weights (safetensors) and its description (JSON).
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
 
 
 class CheckpointError(RuntimeError):
@@ -100,7 +109,7 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict written by :func:`save_checkpoint`.
+    """Read a checkpoint dict written by :func:`save_checkpoint`, or a model folder's as the same dict.
 
     Loads with ``torch.load(weights_only=True)``: tensors and plain data only. A file that
     holds any other Python object is refused rather than unpickled, since unpickling it
@@ -111,6 +120,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         CheckpointError: not a readable petlib checkpoint (the message names the file).
     """
     path = Path(path)
+    if path.is_dir() or path.name == WEIGHTS_FILE:
+        return _read_folder(path if path.is_dir() else path.parent, map_location)
     if not path.is_file():
         raise FileNotFoundError(
             f"no checkpoint at {path.resolve()}; train one with `python -m petlib.train --model ...` "
@@ -144,6 +155,38 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return checkpoint
 
 
+def _read_folder(folder: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """A model folder's ``config.json`` and ``model.safetensors`` as a checkpoint dict (no optimiser state)."""
+    missing = [name for name in (WEIGHTS_FILE, CONFIG_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"{folder} is not a petlib model folder: it has no {' and no '.join(missing)}. Pass a checkpoint file "
+            "(<name>.pth) or a folder written by petlib.save_pretrained / petlib-export --format folder"
+        )
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{folder / CONFIG_FILE} is not readable JSON ({err})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_name"), str):
+        raise CheckpointError(f"{folder / CONFIG_FILE} does not name a model (expected a JSON object with 'model_name')")
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise CheckpointError("reading a model folder needs safetensors: pip install safetensors") from None
+    try:
+        state = load_file(folder / WEIGHTS_FILE, device=str(torch.device(map_location)))
+    except Exception as err:  # safetensors' own error type, OSError, ...: a cut or foreign file
+        raise CheckpointError(f"could not read {folder / WEIGHTS_FILE}: not a safetensors file, or cut short "
+                              f"({type(err).__name__}: {err})") from err
+    return {
+        "format": FORMAT_VERSION, "petlib_version": config.get("petlib_version"),
+        "model_name": config["model_name"], "model_kwargs": config.get("model_kwargs") or {}, "model_state": state,
+        "config": config.get("train_config") or {key: config[key] for key in ("image_size", "tta")
+                                                 if config.get(key) is not None},
+        "history": [], "epoch": config.get("epoch"), "best_dice": config.get("validation_dice"), "folder": True,
+    }
+
+
 def load_model(
     path: str | Path,
     expected_model: str | None = None,
@@ -152,7 +195,7 @@ def load_model(
     """Rebuild the model stored in a checkpoint and load its weights.
 
     Args:
-        path: checkpoint file.
+        path: checkpoint file, or a model folder (:func:`petlib.training.pretrained.save_pretrained`).
         expected_model: if given (e.g. from ``--model``), the architecture the caller
             wants; a checkpoint of another architecture is an error, not a silent swap.
         map_location: where to load tensors.
