@@ -33,6 +33,16 @@ from petlib.data.dataset import (
     trimap_file,
     trimap_to_mask,
 )
+from petlib.data.survey import (
+    ImageInfo,
+    count_by,
+    count_table,
+    foreground_fractions,
+    odd_images,
+    read_example,
+    read_splits,
+    survey_images,
+)
 from petlib.data.transforms import Augment
 
 __all__ = [
@@ -40,4 +50,7 @@ __all__ = [
     "SplitEntry", "OxfordPetSegmentation", "image_file", "trimap_file", "dataset_present", "is_sample", "read_split",
     "read_image", "read_image_and_size", "read_trimap", "trimap_to_mask", "evenly_spaced", "load_dataset", "download",
     "Augment",
+    # the survey of notebook 01 (survey.py)
+    "read_splits", "count_by", "count_table", "read_example", "ImageInfo", "survey_images", "odd_images",
+    "foreground_fractions",
 ]

@@ -1,17 +1,19 @@
-"""The model comparison (notebook ``04_compare``): scores, tables, pictures and a written reading.
+"""Trained runs compared (notebook ``04_compare``; 02 and 03 show their own run the same way): tables and pictures.
 
 :func:`load_run` reads what :func:`petlib.training.engine.fit` left (a checkpoint and its history);
 :func:`score_checkpoint` scores the best checkpoint on every test image, counts its parameters
-and times it; :func:`group_scores`, :func:`pick_examples`, :func:`prediction_panels`,
-:func:`summary_table`, :func:`species_table` and :func:`lab_reference_table` lay the numbers out;
-:func:`written_reading` turns them into sentences that claim no more than they show.
+and times it. The numbers are laid out as tables: :func:`training_table` (how validation went),
+:func:`summary_table`, :func:`species_table`, :func:`difference_table` (one model against the
+other, image by image, with a bootstrap interval) and :func:`lab_reference_table`. The pictures:
+:func:`show_examples` draws the best, typical and worst test images with each model's errors
+(:func:`pick_examples` chooses them, :func:`prediction_panels` predicts them). The notebooks'
+markdown says what to look for in them; nothing here writes sentences about the numbers.
 """
 from __future__ import annotations
 
 import math
 import statistics
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +22,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from petlib.data.dataset import SplitEntry, is_sample, trimap_to_mask
+from petlib.data.dataset import SplitEntry, is_sample, read_split, trimap_to_mask
 from petlib.data.survey import read_example
+from petlib.evaluation.plots import show_predictions
 from petlib.evaluation.predict import predict_mask
 from petlib.evaluation.score import evaluate_model
 from petlib.evaluation.tables import format_table
@@ -35,8 +38,8 @@ from petlib.training.settings import MODEL_LABELS, QUICK_DIR, QUICK_ENV
 
 __all__ = [
     "TrainedRun", "load_run", "ModelResult", "score_checkpoint", "time_inference", "group_scores",
-    "pick_examples", "prediction_panels", "paired_bootstrap", "summary_table", "species_table",
-    "SPECIES_GAP", "LAB_REPORTED_DICE", "lab_reference_table", "written_reading",
+    "pick_examples", "prediction_panels", "show_examples", "paired_bootstrap", "training_table", "summary_table",
+    "species_table", "difference_table", "LAB_REPORTED_DICE", "lab_reference_table",
 ]
 
 
@@ -192,9 +195,9 @@ def prediction_panels(
 ) -> tuple[list[np.ndarray], list[np.ndarray], dict[str, list[np.ndarray]]]:
     """Photos, true masks and each model's predicted masks for ``entries[indices]``, at the photo's size.
 
-    Each model predicts at the size it was trained at; its logits are resized back to the
-    photo (see :func:`petlib.evaluation.predict.predict_mask`), so models trained at different sizes
-    show side by side.
+    Each model predicts at the size it was trained at, with the flip TTA its run validated with
+    (as it was scored); its logits are resized back to the photo (see
+    :func:`petlib.evaluation.predict.predict_mask`), so models trained at different sizes show side by side.
 
     Returns:
         ``(images, truths, predictions)``: ``(H, W, 3)`` uint8 photos, ``(H, W)`` bool truths,
@@ -209,8 +212,39 @@ def prediction_panels(
         truths.append(trimap_to_mask(trimap) > 0.5)
         photo = Image.fromarray(image)
         for r in results:
-            predictions[r.label].append(predict_mask(r.model, photo, r.image_size, device=r.device))
+            predictions[r.label].append(predict_mask(r.model, photo, r.image_size, tta=r.run.config.tta,
+                                                     device=r.device))
     return images, truths, predictions
+
+
+def show_examples(results: Sequence[ModelResult], data_path: str | Path, mode: str = "test", *, k: int = 2):
+    """The best, typical and worst images of ``mode``: photo, true mask, and each model's errors coloured.
+
+    The images are ranked by the models' mean Dice on each (:func:`pick_examples`); each model's
+    mask is predicted at the photo's size (:func:`prediction_panels`) and drawn by
+    :func:`petlib.evaluation.plots.show_predictions`: pet found green, background called pet
+    magenta, pet missed blue. The Dice over a mask is the one at the training size, as in the tables.
+    One model (notebooks 02 and 03) or several (04).
+
+    Args:
+        results: models scored on every image of ``mode`` of ``data_path`` (:func:`score_checkpoint`).
+        k: images of each kind (best, typical, worst).
+
+    Returns:
+        The matplotlib figure, one row per image.
+
+    Raises:
+        ValueError: no models, or a model scored on other images than ``mode`` holds.
+    """
+    entries = read_split(data_path, mode)
+    if not results or any(len(r.dice) != len(entries) for r in results):
+        raise ValueError(f"show_examples needs models scored on the {len(entries)} {mode} images of {data_path}")
+    picks = pick_examples(np.mean([r.dice for r in results], axis=0), k=k)
+    shown = [(kind, index) for kind in ("best", "typical", "worst") for index in picks[kind]]
+    indices = [index for _, index in shown]
+    images, truths, predictions = prediction_panels(results, data_path, entries, indices)
+    return show_predictions(images, truths, predictions, [f"{kind}: {entries[i].name}" for kind, i in shown],
+                            scores={r.label: r.dice[indices] for r in results})
 
 
 def paired_bootstrap(
@@ -226,6 +260,30 @@ def paired_bootstrap(
     return float(low), float(high)
 
 
+def _training_row(run: TrainedRun) -> dict[str, object]:
+    history = run.history
+    validated = [row for row in history if not math.isnan(row["val_loss"])]
+    lowest = min(validated, key=lambda row: row["val_loss"]) if validated else None
+    best = next((row for row in history if int(row["epoch"]) == run.epoch), None)
+    return {
+        "model": MODEL_LABELS.get(run.name, run.name), "epochs": int(history[-1]["epoch"]), "best epoch": run.epoch,
+        "val Dice best": best["val_dice"] if best else None, "val Dice last": history[-1]["val_dice"],
+        "val loss lowest": lowest["val_loss"] if lowest else None,
+        "at epoch": int(lowest["epoch"]) if lowest else None, "val loss last": history[-1]["val_loss"],
+    }
+
+
+def training_table(runs: Sequence[TrainedRun]) -> str:
+    """How each run's validation went, as text: its epochs, the best epoch (the checkpoint kept) and its
+    validation Dice beside the last epoch's, and the lowest validation loss (and when) beside the last.
+
+    A best epoch that is the last one says the Dice was still rising when training stopped; a last
+    validation loss well above the lowest says the network began to overfit. A run that did not
+    validate shows ``-``.
+    """
+    return format_table([_training_row(run) for run in runs])
+
+
 def summary_table(results: Sequence[ModelResult]) -> str:
     """Test Dice and IoU (mean, median), parameters and speed of each model, as text."""
     rows = [{
@@ -237,9 +295,6 @@ def summary_table(results: Sequence[ModelResult]) -> str:
     } for r in results]
     return format_table(rows)
 
-
-#: Smallest gap between species' mean Dice that :func:`written_reading` calls a difference.
-SPECIES_GAP = 0.03
 
 #: Test Dice the course lab reported for its networks (full dataset, 256 px, trained from scratch).
 LAB_REPORTED_DICE: dict[str, float] = {"unet": 0.8731, "resnet34_unet": 0.8777}
@@ -258,6 +313,32 @@ def lab_reference_table(results: Sequence[ModelResult]) -> str:
     return format_table(rows)
 
 
+def difference_table(results: Sequence[ModelResult], *, samples: int = 2000, seed: int = 0) -> str:
+    """The second model against the first, image by image, as text: Dice and IoU of each, their difference,
+    its 95% interval (:func:`paired_bootstrap` over the images) and on how many images the second scores higher.
+
+    An interval that includes zero means that on these images the two are not distinguishable;
+    with a few dozen images it is wide, and with one image there is none (``-``).
+
+    Raises:
+        ValueError: not exactly two models, or models scored on different numbers of images.
+    """
+    if len(results) != 2:
+        raise ValueError(f"difference_table compares two models, got {len(results)}")
+    a, b = results
+    if len(a.dice) != len(b.dice):
+        raise ValueError(f"{a.label} was scored on {len(a.dice)} images and {b.label} on {len(b.dice)}: "
+                         "score both on the same split")
+    rows = []
+    for score, first, second in (("Dice", a.dice, b.dice), ("IoU", a.iou, b.iou)):
+        low, high = paired_bootstrap(first, second, samples=samples, seed=seed)
+        rows.append({"score": score, a.label: float(first.mean()), b.label: float(second.mean()),
+                     "difference": f"{float((second - first).mean()):+.4f}",
+                     "95% interval": "-" if math.isnan(low) else f"{low:+.4f} to {high:+.4f}",
+                     f"{b.label} higher on": f"{int((second > first).sum())} of {len(first)} images"})
+    return format_table(rows)
+
+
 def species_table(results: Sequence[ModelResult], species: Sequence[str]) -> str:
     """Test Dice and IoU (mean and median) of each model per species, as text."""
     rows = []
@@ -268,133 +349,3 @@ def species_table(results: Sequence[ModelResult], species: Sequence[str]) -> str
                          "Dice mean": dice[group]["mean"], "Dice median": dice[group]["median"],
                          "IoU mean": iou[group]["mean"], "IoU median": iou[group]["median"]})
     return format_table(rows)
-
-
-def _history_sentence(label: str, history: Sequence[Mapping[str, float]], best_epoch: int) -> str:
-    last = history[-1]
-    epochs = int(last["epoch"])
-    dices = [row["val_dice"] for row in history]
-    text = f"{label}'s validation Dice peaked at {max(dices):.3f} in epoch {best_epoch} of {epochs}"
-    if best_epoch == epochs and epochs > 1:
-        text += " -- still rising at the end, so more epochs would likely help"
-    min_row = min(history, key=lambda row: row["val_loss"])
-    if int(min_row["epoch"]) < epochs and last["val_loss"] > 1.1 * min_row["val_loss"]:
-        text += (f"; its validation loss rose from {min_row['val_loss']:.3f} (epoch {int(min_row['epoch'])}) "
-                 f"to {last['val_loss']:.3f}, a sign of overfitting")
-    return text + "."
-
-
-def written_reading(results: Sequence[ModelResult], species: Sequence[str]) -> str:
-    """A few sentences, as Markdown, that read the comparison's numbers -- and only claim what they show.
-
-    Covers: what was compared and whether it was like for like; which model scores higher and
-    whether the gap exceeds a paired bootstrap's 95% interval; means against medians (the
-    tail of failures); species; the validation curves; size and speed.
-
-    Args:
-        results: exactly two models, scored on the same images.
-        species: the species of each image, in the same order.
-    """
-    if len(results) != 2:
-        raise ValueError(f"written_reading compares two models, got {len(results)}")
-    a, b = results
-    if len(a.dice) != len(b.dice) or len(a.dice) != len(species):
-        raise ValueError("both models must be scored on the same images, with one species label each")
-    lines = [_setup_reading(a, b), _gap_reading(a, b), _tail_reading(results)]
-    if len(set(species)) > 1:
-        lines.append(_species_reading(results, species))
-    lines.append(" ".join(_history_sentence(r.label, r.run.history, r.run.epoch) for r in results))
-    lines.append(_speed_reading(a, b))
-    return "\n\n".join(f"- {line}" for line in lines)
-
-
-def _setup_reading(a: ModelResult, b: ModelResult) -> str:
-    """What was compared, and whether like for like."""
-    n = len(a.dice)
-    ca, cb = a.run.config, b.run.config
-    on_sample = is_sample(ca.data_path)
-    quick = bool(ca.subset or cb.subset)
-    setup = (f"Both best-validation checkpoints were scored on the same {n} test images "
-             f"({'the embedded sample' if on_sample else Path(ca.data_path).name}), each at the size it was "
-             f"trained at: {a.label} {ca.image_size} px, {ca.epochs} epochs; {b.label} {cb.image_size} px, "
-             f"{cb.epochs} epochs.")
-    differ = [f for f in ("data_path", "image_size", "epochs", "batch_size", "loss", "seed", "augment", "scheduler")
-              if getattr(ca, f) != getattr(cb, f)]
-    if differ:
-        setup += (f" They were not trained alike ({', '.join(differ)} differ), so the comparison mixes the "
-                  "networks with their settings.")
-    if quick:
-        setup += (" **This is a quick-mode run** on a handful of images for a couple of epochs: it shows that the "
-                  "pipeline works end to end; its numbers say nothing about which network is better.")
-    elif on_sample:
-        setup += (f" These are {n} test images of three breeds, trained on 216 images for minutes on a CPU: "
-                  "the numbers show what each network learns from little data and little compute, not what "
-                  "it reaches on the full dataset (3,680 training images of 37 breeds, hours on a GPU).")
-    if n < 100 and not quick:
-        setup += f" With only {n} test images, differences of a few points can be chance (see the interval below)."
-    return setup
-
-
-def _gap_reading(a: ModelResult, b: ModelResult) -> str:
-    """Which scores higher, and is the gap more than chance?"""
-    n = len(a.dice)
-    ma, mb = float(a.dice.mean()), float(b.dice.mean())
-    if ma == mb:
-        return f"Both have the same mean test Dice, {ma:.3f}."
-    hi, lo = (b, a) if mb > ma else (a, b)
-    low, high = paired_bootstrap(lo.dice, hi.dice)
-    wins = float((hi.dice > lo.dice).mean())
-    text = (f"{hi.label} has the higher mean test Dice: {hi.dice.mean():.3f} against {lo.dice.mean():.3f} "
-            f"(+{hi.dice.mean() - lo.dice.mean():.3f}), and the higher score on {wins:.0%} of the images.")
-    if math.isnan(low):
-        return text + " One image is too few to say whether the gap is more than chance."
-    interval = f" A paired bootstrap over the images puts the gap between {low:+.3f} and {high:+.3f} (95%)"
-    if low > 0:
-        return (text + interval + ", so on this test set it is more than chance"
-                + (f", though with {n} images even that interval is rough." if n < 30 else "."))
-    return text + interval + ", which includes zero: on this test set the two are not distinguishable."
-
-
-def _tail_reading(results: Sequence[ModelResult]) -> str:
-    """Means against medians: the tail of failures."""
-    parts = []
-    for r in results:
-        mean, median, failures = float(r.dice.mean()), float(np.median(r.dice)), float((r.dice < 0.5).mean())
-        parts.append(f"{r.label} mean {mean:.3f}, median {median:.3f}, {failures:.0%} of images below Dice 0.5")
-    skewed = all(float(np.median(r.dice)) > float(r.dice.mean()) + 0.005 for r in results)
-    return "Per image: " + "; ".join(parts) + "." + (
-        " The medians sit above the means for both: most images are segmented well and a tail of "
-        "failures pulls the means down (see the histogram and the worst examples)." if skewed else "")
-
-
-def _species_reading(results: Sequence[ModelResult], species: Sequence[str]) -> str:
-    """Mean Dice per species, and whether both networks find the same one harder."""
-    groups = sorted(set(species))
-    per = {r.label: group_scores(r.dice, species) for r in results}
-    parts = [f"{r.label} " + ", ".join(f"{g} {per[r.label][g]['mean']:.3f}" for g in groups) for r in results]
-    text = "Mean Dice per species: " + "; ".join(parts) + "."
-    harder = {min(groups, key=lambda g: per[r.label][g]["mean"]) for r in results}
-    # A gap between group means smaller than this is noise at these sizes: say nothing about it.
-    gaps = [max(per[r.label][g]["mean"] for g in groups) - min(per[r.label][g]["mean"] for g in groups)
-            for r in results]
-    counts = Counter(species)
-    if len(harder) == 1 and min(gaps) >= SPECIES_GAP:
-        group = harder.pop()
-        text += f" Both networks find {group}s harder"
-        return text + (f" (only {counts[group]} {group} images: a hint, not a finding)." if counts[group] < 30 else ".")
-    return text + (f" The species differ by less than {SPECIES_GAP:.2f} for at least one network, or not the same way:"
-                   " neither is clearly harder.")
-
-
-def _speed_reading(a: ModelResult, b: ModelResult) -> str:
-    """Size and speed."""
-    fast, slow = sorted((a, b), key=lambda r: r.seconds_per_image)
-    ratio = slow.seconds_per_image / max(fast.seconds_per_image, 1e-12)
-    sizes = (f"both at {fast.image_size} px" if fast.image_size == slow.image_size
-             else f"{fast.label} at {fast.image_size} px, {slow.label} at {slow.image_size} px")
-    return (
-        f"{a.label} has {a.params / 1e6:.1f} M parameters, {b.label} {b.params / 1e6:.1f} M. On this machine "
-        f"({fast.device}; {sizes}) {fast.label} takes {fast.seconds_per_image * 1000:.1f} ms per image and "
-        f"{slow.label} {slow.seconds_per_image * 1000:.1f} ms, {ratio:.1f} times as long; timings vary with "
-        "whatever else the machine is doing."
-    )

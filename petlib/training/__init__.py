@@ -22,9 +22,23 @@ from petlib.training.device import pick_device
 from petlib.training.engine import FitResult, evaluate, fit, predict_logits, train_one_epoch
 from petlib.training.pretrained import save_pretrained
 from petlib.training.rundir import RunExistsError, read_history
+from petlib.training.settings import (
+    MODEL_LABELS,
+    QUICK_DIR,
+    config_mode,
+    notebook_config,
+    quick_mode,
+    require_dataset,
+    run_mode,
+    settings_row,
+    shown_path,
+)
 
 __all__ = [
     "TrainConfig", "RECIPES", "recipe", "pick_device", "fit", "FitResult", "train_one_epoch", "evaluate",
     "predict_logits", "save_checkpoint", "load_checkpoint", "load_model", "CheckpointError", "read_history",
     "RunExistsError", "save_pretrained",
+    # the notebooks' settings (settings.py)
+    "notebook_config", "run_mode", "quick_mode", "config_mode", "settings_row", "require_dataset", "shown_path",
+    "MODEL_LABELS", "QUICK_DIR",
 ]

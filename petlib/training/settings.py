@@ -14,9 +14,10 @@ settings cell that builds a :class:`~petlib.training.config.TrainConfig` and pas
 - resolves relative paths against the repository root (:data:`REPO_ROOT`), since Jupyter
   runs a notebook from ``notebooks/``.
 
-:func:`mode_banner`, :func:`describe_run` and :func:`require_dataset` say what a notebook runs
-on, and what to do when the dataset is missing. The dataset survey is :mod:`petlib.data.survey`,
-the model comparison :mod:`petlib.evaluation.compare`.
+:func:`config_mode` says which mode a config was made for, :func:`settings_row` what a run is as a
+row of a table (mode, data, the settings that change its numbers), and :func:`require_dataset`
+what to do when the dataset is missing. The dataset survey is :mod:`petlib.data.survey`, the
+model comparison :mod:`petlib.evaluation.compare`.
 """
 from __future__ import annotations
 
@@ -28,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from petlib._io import parse_bool
-from petlib.data.dataset import DEFAULT_ROOT, SAMPLE_ROOT, DatasetNotFoundError, dataset_present, is_sample
+from petlib.data.dataset import SAMPLE_ROOT, DatasetNotFoundError, dataset_present, is_sample
 from petlib.training.config import SAMPLE_SETTINGS, TrainConfig
 
 __all__ = [
     "REPO_ROOT", "QUICK_ENV", "QUICK_DIR", "QUICK_SETTINGS", "ENV_OVERRIDES", "MODEL_LABELS",
     "SAMPLE_SUBDIR", "RUN_MODES", "quick_mode", "resolve_path", "run_mode", "notebook_config", "config_mode",
-    "mode_banner", "shown_path", "require_dataset", "describe_run",
+    "settings_row", "shown_path", "require_dataset",
 ]
 
 
@@ -150,19 +151,18 @@ def config_mode(config: TrainConfig, environ: Mapping[str, str] | None = None) -
     return "sample" if is_sample(config.data_path) else "full"
 
 
-def mode_banner(config: TrainConfig, environ: Mapping[str, str] | None = None) -> str:
-    """The first thing a notebook prints: which data it runs on, and why."""
-    mode = config_mode(config, environ)
-    if mode == "quick":
-        return (f"QUICK MODE ({QUICK_ENV}=1): {config.subset or 'all'} images per split of the embedded sample, "
-                f"{config.epochs} epochs at {config.image_size} px, files in {QUICK_DIR}. "
-                "A check that everything runs, not a result.")
-    if mode == "sample":
-        return (f"EMBEDDED SAMPLE: no full dataset at {DEFAULT_ROOT}, so this runs on the 300 real images "
-                f"shipped in {shown_path(SAMPLE_ROOT)} "
-                "(3 breeds, downsized; train 216 / valid 24 / test 60) with `make run`'s settings. "
-                "For the full dataset: `python -m petlib.data download`, then run this again.")
-    return f"FULL DATASET: {shown_path(config.data_path)}"
+def settings_row(config: TrainConfig, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """What a run is, as one row for :func:`petlib.evaluation.format_table`: its mode, data and settings.
+
+    The values are plain (``"quick"``, ``64``, ``True``); a notebook prints one row for its run, or
+    one per run to set runs side by side. ``data`` is shown relative to the repository when inside it.
+    """
+    return {
+        "model": MODEL_LABELS.get(config.model, config.model), "mode": config_mode(config, environ),
+        "data": shown_path(config.data_path), "images per split": config.subset or "all",
+        "image px": config.image_size, "epochs": config.epochs, "batch": config.batch_size,
+        "lr": f"{config.learning_rate:g}", "loss": config.loss, "flip TTA": config.tta, "seed": config.seed,
+    }
 
 
 def shown_path(path: str | Path) -> str:
@@ -188,13 +188,3 @@ def require_dataset(root: str | Path) -> Path:
         f"or leave the settings cell's data_path at dataset/oxford-iiit-pet: without the full dataset the\n"
         f"notebooks run on the 300-image sample shipped in {SAMPLE_ROOT}."
     )
-
-
-def describe_run(config: TrainConfig) -> str:
-    """One line that says what a run is: model, data, size, epochs, batch, learning rate, loss, seed."""
-    data = "the embedded sample" if is_sample(config.data_path) else Path(config.data_path).name
-    if config.subset:
-        data += f" ({config.subset} images per split)"
-    return (f"{MODEL_LABELS.get(config.model, config.model)} on {data} at {config.image_size} px: "
-            f"{config.epochs} epochs, batch {config.batch_size}, lr {config.learning_rate:g}, "
-            f"loss {config.loss}, flip TTA {'on' if config.tta else 'off'}, seed {config.seed}")
