@@ -154,14 +154,16 @@ def config_mode(config: TrainConfig, environ: Mapping[str, str] | None = None) -
 def settings_row(config: TrainConfig, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What a run is, as one row for :func:`petlib.evaluation.format_table`: its mode, data and settings.
 
-    The values are plain (``"quick"``, ``64``, ``True``); a notebook prints one row for its run, or
-    one per run to set runs side by side. ``data`` is shown relative to the repository when inside it.
+    The values are plain (``"quick"``, ``64``, ``True``) and the settings are named as in
+    :class:`TrainConfig`; a notebook prints one row for its run, or one per run to set runs side
+    by side. ``data`` is shown relative to the repository when inside it; ``subset`` ``"all"``
+    means every image of each split; ``lr`` is the learning rate the run uses.
     """
     return {
         "model": MODEL_LABELS.get(config.model, config.model), "mode": config_mode(config, environ),
-        "data": shown_path(config.data_path), "images per split": config.subset or "all",
-        "image px": config.image_size, "epochs": config.epochs, "batch": config.batch_size,
-        "lr": f"{config.learning_rate:g}", "loss": config.loss, "flip TTA": config.tta, "seed": config.seed,
+        "data": shown_path(config.data_path), "subset": config.subset or "all", "image_size": config.image_size,
+        "epochs": config.epochs, "batch_size": config.batch_size, "lr": f"{config.learning_rate:g}",
+        "loss": config.loss, "tta": config.tta, "seed": config.seed,
     }
 
 

@@ -101,8 +101,8 @@ def test_settings_row_is_plain_values_for_a_table():
     row = settings_row(TrainConfig(data_path=str(SAMPLE_ROOT), subset=16, image_size=64, epochs=2), {})
     assert row["model"] == "ResNet34-UNet" and row["mode"] == "sample"
     assert row["data"] == "dataset/oxford-iiit-pet-sample"  # relative to the repository, as a reader's checkout has it
-    assert (row["images per split"], row["image px"], row["epochs"]) == (16, 64, 2)
+    assert (row["subset"], row["image_size"], row["epochs"]) == (16, 64, 2)
     row = settings_row(TrainConfig(model="unet", data_path="/data/oxford-iiit-pet", lr=None), {})
     assert (row["model"], row["mode"], row["data"]) == ("UNet", "full", "/data/oxford-iiit-pet")
-    assert row["images per split"] == "all" and row["lr"] == "0.0003" and row["flip TTA"] is True
+    assert row["subset"] == "all" and row["lr"] == "0.0003" and row["tta"] is True
     assert settings_row(TrainConfig(data_path=str(SAMPLE_ROOT)), {"PETLIB_QUICK": "1"})["mode"] == "quick"
