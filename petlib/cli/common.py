@@ -31,7 +31,7 @@ __all__ = [
     "COMMANDS", "prog",
     "option", "Switch", "HelpFormatter", "argument_parser", "add_progress_flags", "show_progress",
     "stderr_is_interactive", "optional", "run_main", "DEBUG_ENV", "add_tta_flag", "tta_choice",
-    "TRUE_STRINGS", "FALSE_STRINGS", "parse_bool",
+    "TRUE_STRINGS", "FALSE_STRINGS", "parse_bool", "examples", "positive_int", "torch_device",
 ]
 
 #: Environment variable that makes :func:`run_main` show tracebacks (``PETLIB_DEBUG=1``).
@@ -105,6 +105,12 @@ class HelpFormatter(argparse.HelpFormatter):
         metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
         return ", ".join(f"{s} {metavar}" for s in shown)
 
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        # The examples epilog (see examples()) keeps its lines: a command line must not be re-wrapped.
+        if text.startswith("examples:\n"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         empty = action.default in (None, False, "", [], argparse.SUPPRESS)
@@ -113,8 +119,16 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
 
+def examples(prog: str, *lines: tuple[str, str]) -> str:
+    """An epilog for ``--help``: each ``(arguments, what it does)`` as a command line of ``prog``, the
+    name that was typed, with its comment on the next line. :class:`HelpFormatter` keeps its line breaks."""
+    return "examples:\n" + "\n".join(f"  {prog} {arguments}\n      # {what}" for arguments, what in lines)
+
+
 def argument_parser(prog: str, doc: str | None, **kwargs: Any) -> argparse.ArgumentParser:
-    """An ``ArgumentParser`` with petlib's help layout, described by ``doc``'s first paragraph, and ``--debug``."""
+    """An ``ArgumentParser`` with petlib's help layout, described by ``doc``'s first paragraph, and ``--debug``.
+
+    ``epilog=examples(prog, ...)`` ends the ``--help`` with real command lines."""
     parser = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n\n")[0],
                                      formatter_class=HelpFormatter, **kwargs)
     parser.add_argument("--debug", action="store_true",
@@ -133,6 +147,34 @@ def optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
     parse_or_none.__name__ = getattr(parse, "__name__", "value")  # argparse names it in "invalid float value"
     return parse_or_none
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number >= 1 (``--batch_size``, ``--image_size``), refused as a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number: give a whole number, 1 or more")
+    return value
+
+
+def torch_device(text: str) -> str:
+    """An argparse ``type``: a ``--device`` torch knows and this machine has (checked before a model loads)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA device that torch can use; "
+                                         "use --device cpu, or leave --device out")
+    mps = getattr(torch.backends, "mps", None)
+    if device.type == "mps" and not (mps is not None and mps.is_available()):
+        raise argparse.ArgumentTypeError(f"{text}: Apple's MPS is not available here; use --device cpu")
+    return text
 
 
 # --------------------------------------------------------------------------- progress bars

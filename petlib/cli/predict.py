@@ -4,10 +4,13 @@
 
 Inputs are files, folders (the images directly in them) and glob patterns (quoted, petlib expands
 them, ``**`` included). For each photo it writes ``<out_dir>/<stem>_mask.png`` (0 = background,
-255 = pet) and ``<stem>_overlay.png`` (the photo with the pet tinted), both at the size the photo
-is shown at (its EXIF orientation applied), prints one line per photo and a summary. A file it
-cannot read is named on stderr and skipped; the others are still written, and the exit status
-is then 1. Photos with the same stem get ``<stem>_2``, ``<stem>_3``, ...: nothing is overwritten.
+255 = pet) and ``<stem>_overlay.png`` (the photo with the pet tinted green and outlined, the
+notebooks' colour for pet found), both at the size the photo is shown at (its EXIF orientation
+applied), prints one line per photo and a summary. An input that names no image (a missing file,
+an empty folder, a pattern that matches nothing) or a file it cannot read is named on stderr and
+skipped; the others are still written, and the exit status is then 1. Photos with the same stem
+get ``<stem>_2``, ``<stem>_3``, ...: nothing is overwritten. ``--model_path`` is a checkpoint or a
+model folder (``petlib-export --format folder``).
 
 The model sees each photo resized to its training size, and its logits are resized back
 (bilinear) before thresholding (``--threshold``, on the probability), which gives smoother
@@ -24,10 +27,20 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from petlib.cli.common import Switch, add_tta_flag, argument_parser, option, prog, run_main, tta_choice
+from petlib.cli.common import (
+    Switch,
+    add_tta_flag,
+    argument_parser,
+    examples,
+    option,
+    positive_int,
+    prog,
+    run_main,
+    torch_device,
+    tta_choice,
+)
 from petlib.evaluation.plots import overlay
 from petlib.evaluation.predict import (
     describe_tta,
@@ -59,57 +72,35 @@ def _probability(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
-def _device(text: str) -> str:
-    """A ``--device`` value torch knows and this machine has (checked before the model loads)."""
-    try:
-        device = torch.device(text)
-    except (RuntimeError, TypeError):
-        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text}: this machine has no CUDA device that torch can use; "
-                                         "use --device cpu, or leave --device out")
-    mps = getattr(torch.backends, "mps", None)
-    if device.type == "mps" and not (mps is not None and mps.is_available()):
-        raise argparse.ArgumentTypeError(f"{text}: Apple's MPS is not available here; use --device cpu")
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argument_parser(prog("petlib-predict"), __doc__)
+    name = prog("petlib-predict")
+    epilog = examples(
+        name,
+        ("photos/ --model_path saved_models/resnet34_unet.pth --out_dir masks/",
+         "every photo in photos/: masks/<stem>_mask.png and <stem>_overlay.png"),
+        ("cat.jpg \"albums/**/*.png\" --model_path pets-resnet34-unet --out_dir masks/ --tta on",
+         "a file and a pattern, with a model folder, averaging with the mirrored photo"),
+        ("photos/ --model_path saved_models/unet.pth --out_dir masks/ --no_overlay --threshold 0.6",
+         "masks only, a pixel is pet above probability 0.6"),
+    )
+    parser = argument_parser(name, __doc__, epilog=epilog)
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="photo files, folders of photos, or quoted glob patterns ('photos/**/*.jpg')")
-    parser.add_argument(*option("model_path"), required=True, help="checkpoint, e.g. saved_models/resnet34_unet.pth")
+    parser.add_argument(*option("model_path"), required=True, help="checkpoint or model folder, e.g. saved_models/resnet34_unet.pth")
     parser.add_argument(*option("out_dir", "--out"), required=True, help="folder for the masks and overlays")
     parser.add_argument("--threshold", type=_probability, default=0.5,
                         help="pet probability above which a pixel is pet (default: 0.5, as the Dice is scored)")
     add_tta_flag(parser)
-    parser.add_argument(*option("batch_size"), type=_positive_int, default=8, help="photos per forward pass")
-    parser.add_argument(*option("image_size"), type=_positive_int, default=None, help="default: the training size")
-    parser.add_argument("--device", type=_device, default=None, help="default: CUDA, then MPS, then the CPU")
+    parser.add_argument(*option("batch_size"), type=positive_int, default=8, help="photos per forward pass")
+    parser.add_argument(*option("image_size"), type=positive_int, default=None, help="default: the training size")
+    parser.add_argument("--device", type=torch_device, default=None, help="default: CUDA, then MPS, then the CPU")
     parser.add_argument(*option("overlay"), action=Switch, default=True,
-                        help="also write <stem>_overlay.png, the photo with the pet tinted (--no_overlay: masks only)")
+                        help="also write <stem>_overlay.png, the photo with the pet tinted and outlined (--no_overlay: masks only)")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-
-    # Find every input before loading the model, so a typo fails fast.
-    out = Path(args.out_dir)
-    paths, unmatched = find_images(args.images, out)
-    if unmatched:
-        parser.error(f"no image file, folder of images or matching pattern: {', '.join(unmatched)}")
+def _segment(args: argparse.Namespace, paths: Sequence[Path], out: Path) -> tuple[int, list[str]]:
+    """Masks (and overlays) of ``paths`` into ``out``; ``(photos written, unreadable files)``."""
     device = pick_device(args.device)
     model, checkpoint = load_model(args.model_path)
     model.to(device)
@@ -120,16 +111,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"{len(paths)} photo(s) -> {out}/ | {checkpoint['model_name']} at {size}px on {device}, "
           f"{describe_tta(tta, validated)}, threshold {args.threshold:g}")
-
-    start = time.perf_counter()
-    written, skipped = 0, []
+    written, unreadable = 0, []
     for chunk in _chunks(list(zip(paths, output_stems(paths))), args.batch_size):
         photos = []
         for path, stem in chunk:
             try:
                 photos.append((path, stem, read_photo(path)))
             except OSError as err:
-                skipped.append(path)
+                unreadable.append(str(path))
                 print(f"skipped: {err}", file=sys.stderr)  # the message names the file
         probabilities = predict_probabilities(model, [image for _, _, image in photos], size, tta=tta, device=device)
         for (path, stem, image), probability in zip(photos, probabilities):
@@ -139,18 +128,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             line = f"{path} ({image.width}x{image.height}): {mask.mean():.1%} pet -> {mask_path}"
             if args.overlay:
                 overlay_path = out / f"{stem}_overlay.png"
-                Image.fromarray(overlay(np.asarray(image), mask)).save(overlay_path)
+                Image.fromarray(overlay(np.asarray(image), mask, outline=True)).save(overlay_path)
                 line += f", {overlay_path}"
             print(line)
             written += 1
+    return written, unreadable
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Find every input before loading the model: a typo shows at once, and is skipped like a broken file.
+    out = Path(args.out_dir)
+    paths, unmatched = find_images(args.images, out)
+    if not paths:
+        raise FileNotFoundError(f"nothing to segment: no image file, folder of images or matching pattern: "
+                                f"{', '.join(unmatched)}")
+    for text in unmatched:
+        print(f"skipped: no image file, folder of images or matching pattern: {text}", file=sys.stderr)
+    start = time.perf_counter()
+    written, unreadable = _segment(args, paths, out)
     seconds = time.perf_counter() - start
     what = "masks and overlays" if args.overlay else "masks"
     summary = f"done: {written} of {len(paths)} photo(s) segmented, {what} in {out}/ ({seconds:.1f} s)"
-    if skipped:
-        summary += f"; skipped {len(skipped)} unreadable: {', '.join(map(str, skipped))}"
+    if unreadable:
+        summary += f"; skipped {len(unreadable)} unreadable: {', '.join(unreadable)}"
+    if unmatched:
+        summary += f"; skipped {len(unmatched)} naming no image: {', '.join(unmatched)}"
     print(summary)
-    return 1 if skipped else 0
-
+    return 1 if unreadable or unmatched else 0
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from petlib.cli.common import (
     Switch,
     add_progress_flags,
     argument_parser,
+    examples,
     option,
     optional,
     parse_bool,
@@ -97,7 +98,16 @@ def _parse_json_dict(text: str) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argument_parser(prog("petlib-train"), __doc__)
+    name = prog("petlib-train")
+    epilog = examples(
+        name,
+        ("--model resnet34_unet --pretrained", "petlib's recipe on dataset/oxford-iiit-pet (petlib-data download)"),
+        ("--model unet --data_path dataset/oxford-iiit-pet-sample --epochs 10 --image_size 64 --validate",
+         "a quick UNet on the 300-image sample in the repository, holding out every 10th image"),
+        ("--model resnet34_unet --recipe smp --out_dir runs/smp --resume",
+         "smp's recipe; run again after an interruption and it continues"),
+    )
+    parser = argument_parser(name, __doc__, epilog=epilog)
     parser.add_argument("--recipe", choices=list(RECIPES), default="petlib",
                         help="starting settings, which the other flags override (the defaults below are petlib's)")
     parser.add_argument("--resume", action="store_true",

@@ -39,14 +39,25 @@ class DatasetNotFoundError(FileNotFoundError):
     """The dataset root, one of its folders or its split file does not exist."""
 
 
+#: Where the sample is when petlib is installed without the repository (pip install petlib).
+REPOSITORY = "https://github.com/petlib/petlib"
+
+
 def _not_found(root: Path, missing: Path) -> DatasetNotFoundError:
+    if SAMPLE_ROOT.is_dir():
+        sample = f"or use the 300-image sample shipped with petlib: petlib.data.SAMPLE_ROOT ({SAMPLE_ROOT})."
+    else:
+        # An installed package has no dataset/ folder: the sample lives in the repository only.
+        sample = (f"or, for the 300-image sample (not part of an installed package), clone the repository:\n"
+                  f"    git clone {REPOSITORY} && cd petlib  (then use --data_path dataset/oxford-iiit-pet-sample)")
     return DatasetNotFoundError(
         f"Oxford-IIIT Pet not found: {missing.resolve()} does not exist.\n"
         f"Expected {root.resolve()}/images/*.jpg and "
         f"{root.resolve()}/annotations/{{trimaps/*.png, trainval.txt, test.txt}}.\n"
         f"Download the dataset (~800 MB) with:\n"
-        f"    python -m petlib.data download --data_path {root}\n"
-        f"or use the 300-image sample shipped with petlib: petlib.data.SAMPLE_ROOT ({SAMPLE_ROOT})."
+        f"    petlib-data download --data_path {root}\n"
+        f"    (or: python -m petlib.data download --data_path {root})\n"
+        f"{sample}"
     )
 
 

@@ -1,7 +1,15 @@
-"""Export a checkpoint for use without petlib: ONNX or TorchScript (the command line: ``petlib-export``, :mod:`petlib.cli.export`).
+"""Export a checkpoint for use without petlib (ONNX, TorchScript) or to share (a model folder).
+
+The command line is ``petlib-export`` (:mod:`petlib.cli.export`)::
 
     petlib-export --model_path saved_models/resnet34_unet.pth --format onnx          # -> saved_models/resnet34_unet.onnx
     petlib-export --model_path saved_models/resnet34_unet.pth --format torchscript   # -> resnet34_unet.torchscript.pt
+    petlib-export --model_path saved_models/resnet34_unet.pth --format folder        # -> saved_models/resnet34_unet/
+
+A model folder (``model.safetensors``, ``config.json``, the model card as ``README.md``:
+:func:`petlib.training.pretrained.save_pretrained`) is for people who use PyTorch: it loads with
+``petlib.load_model``, ``torch.hub.load`` or ``safetensors`` and holds the weights only, so TTA
+is chosen when predicting (``petlib-predict --tta``), not baked in.
 
 The exported model takes ``images``: float32 ``(N, 3, H, W)``, RGB in [0, 1], any N, H and W,
 and returns ``logits``: float32 ``(N, 1, H, W)``; ``sigmoid(logits) > 0.5`` is pet. The ImageNet
@@ -55,9 +63,9 @@ __all__ = [
 ]
 
 #: Formats petlib-export writes.
-FORMATS = ("onnx", "torchscript")
-#: The file suffix of each format, for the default output path.
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+FORMATS = ("onnx", "torchscript", "folder")
+#: The file suffix of each format, for the default output path (a folder: the checkpoint's name without ``.pth``).
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "folder": ""}
 #: The example batch the graph is recorded with: 2 images (a batch of 1 would fix N at 1) of a
 #: size that is no multiple of 32 (which would drop the padding from the graph).
 EXAMPLE_SHAPE = (2, 3, 67, 93)
@@ -147,12 +155,17 @@ def export_torchscript(model: nn.Module, path: str | Path, *, tta: bool = False,
 def run_exported(path: str | Path, images: Tensor, fmt: str | None = None) -> Tensor:
     """Run an exported file on ``images`` ``(N, 3, H, W)`` in [0, 1] -> logits ``(N, 1, H, W)`` (CPU).
 
-    ONNX files run in onnxruntime; the format is read from the suffix unless given.
+    ONNX files run in onnxruntime, a model folder in PyTorch; the format is read from the path
+    (``.onnx``, a folder, else TorchScript) unless given.
 
     Raises:
         MissingPackageError: onnxruntime is not installed (for ONNX).
     """
-    fmt = fmt or ("onnx" if str(path).endswith(".onnx") else "torchscript")
+    fmt = fmt or ("onnx" if str(path).endswith(".onnx") else "folder" if Path(path).is_dir() else "torchscript")
+    if fmt == "folder":
+        model, _ = load_model(path)
+        with torch.inference_mode():
+            return model(images.cpu())
     if fmt == "onnx":
         _require("onnxruntime", purpose="running an ONNX model")
         import onnxruntime
@@ -179,25 +192,39 @@ def check_export(path: str | Path, model: nn.Module, *, tta: bool = False, fmt: 
     return worst
 
 
+def _output_path(model_path: str | Path, fmt: str, output: str | Path | None) -> Path:
+    if output is not None:
+        return Path(output)
+    if fmt == "folder" and Path(model_path).is_dir():
+        raise ValueError(f"{model_path} is a model folder already: pass --output for a copy elsewhere")
+    return Path(model_path).with_suffix(SUFFIXES[fmt])
+
+
 def export_checkpoint(model_path: str | Path, fmt: str = "onnx", output: str | Path | None = None, *,
-                      tta: bool | None = None, opset: int | None = None) -> tuple[Path, nn.Module, dict[str, Any]]:
-    """Export the model in the checkpoint at ``model_path`` as ``fmt``.
+                      tta: bool | None = None, opset: int | None = None,
+                      overwrite: bool = False) -> tuple[Path, nn.Module, dict[str, Any]]:
+    """Export the model in the checkpoint (or model folder) at ``model_path`` as ``fmt``.
 
     Args:
-        output: the file to write; default the checkpoint's path with :data:`SUFFIXES`' suffix.
-        tta: include the flip averaging; ``None``: as the checkpoint was validated.
+        output: the file (or folder) to write; default the checkpoint's path with :data:`SUFFIXES`' suffix.
+        tta: include the flip averaging; ``None``: as the checkpoint was validated. Not for a
+            folder, whose users choose it when they predict.
         opset: ONNX opset; default torch's.
+        overwrite: a folder: replace an earlier export's files in it (else that is an error).
 
     Returns:
         ``(path written, the model, the metadata stored in the file)``.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if fmt == "folder" and tta is not None:
+        raise ValueError("--tta puts the flip inside an ONNX or TorchScript graph; a model folder holds the weights "
+                         "only, and TTA is chosen when predicting (petlib-predict --tta on): leave --tta out")
+    path = _output_path(model_path, fmt, output)
     model, checkpoint = load_model(model_path)
     config = TrainConfig.from_dict(checkpoint.get("config", {}))
     validated = validated_tta(checkpoint)
     tta = validated if tta is None else tta
-    path = Path(output) if output is not None else Path(model_path).with_suffix(SUFFIXES[fmt])
     metadata = {
         "petlib_version": __version__, "checkpoint": Path(model_path).name, "model_name": checkpoint["model_name"],
         "model_kwargs": checkpoint.get("model_kwargs", {}), "epoch": checkpoint.get("epoch"),
@@ -205,7 +232,11 @@ def export_checkpoint(model_path: str | Path, fmt: str = "onnx", output: str | P
         "input": "images: float32 (N, 3, H, W), RGB in [0, 1], any N, H, W; resize photos to image_size first",
         "output": "logits: float32 (N, 1, H, W); sigmoid(logits) > 0.5 is pet",
     }
-    if fmt == "onnx":
+    if fmt == "folder":
+        from petlib.training.pretrained import save_pretrained
+
+        save_pretrained(model_path, path, overwrite=overwrite)
+    elif fmt == "onnx":
         export_onnx(model, path, tta=tta, metadata=metadata, opset=opset)
     else:
         export_torchscript(model, path, tta=tta, metadata=metadata)

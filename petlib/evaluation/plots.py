@@ -37,15 +37,26 @@ def to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def overlay(
-    image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 64, 0), alpha: float = 0.45
+    image: np.ndarray,
+    mask: np.ndarray,
+    color: tuple[int, int, int] = OUTCOME_COLORS["true positive"],
+    alpha: float = 0.45,
+    outline: bool = False,
 ) -> np.ndarray:
-    """Tint the pixels of ``mask`` in ``image``.
+    """Tint the pixels of ``mask`` in ``image``, and optionally draw the mask's border.
+
+    The default tint is the notebooks' green for pet found (:data:`OUTCOME_COLORS`), so a
+    predicted mask looks the same in ``petlib-predict``'s overlays and in the notebooks, where
+    blue is pet missed and magenta background called pet (:func:`error_overlay`).
 
     Args:
         image: ``(H, W, 3)`` uint8 photo.
         mask: ``(H, W)`` bool or 0/1 array.
         color: RGB tint of the pet pixels.
         alpha: opacity of the tint.
+        outline: also draw the mask's border in ``color`` at full opacity, about 1 px per 250 px of
+            the photo's shorter side (at least 1), so the edge shows on any fur colour. The photo's
+            own edges are not outlined.
 
     Returns:
         ``(H, W, 3)`` uint8 image.
@@ -56,6 +67,18 @@ def overlay(
         mask = mask[0]
     out = image.copy()
     out[mask] = (1 - alpha) * image[mask] + alpha * np.asarray(color, dtype=np.float32)
+    if outline:
+        # Erode the mask by `width` pixels (4-neighbourhood); what erosion removes is the border.
+        width = max(1, round(min(mask.shape) / 250))
+        inner = mask.copy()
+        for _ in range(width):
+            shrunk = inner.copy()
+            shrunk[1:, :] &= inner[:-1, :]
+            shrunk[:-1, :] &= inner[1:, :]
+            shrunk[:, 1:] &= inner[:, :-1]
+            shrunk[:, :-1] &= inner[:, 1:]
+            inner = shrunk
+        out[mask & ~inner] = np.asarray(color, dtype=np.float32)
     return out.round().astype(np.uint8)
 
 

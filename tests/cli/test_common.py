@@ -130,7 +130,7 @@ def sample_photos(folder, count: int) -> list:
 def test_predict_a_folder_with_a_broken_file_writes_the_rest_and_names_it(trained, tmp_path, capsys):
     from pathlib import Path
 
-    from petlib.evaluation.predict import main
+    from petlib.cli.predict import main
 
     photos = [Path(p) for p in sample_photos(tmp_path / "photos", 2)]
     small = tmp_path / "photos" / "small.png"  # another format and an odd size
@@ -165,7 +165,7 @@ def test_predict_a_folder_with_a_broken_file_writes_the_rest_and_names_it(traine
 
 
 def test_predict_takes_patterns_keeps_equal_stems_apart_and_thresholds(trained, tmp_path, capsys):
-    from petlib.evaluation.predict import main
+    from petlib.cli.predict import main
 
     for folder in ("a", "b"):
         sample_photos(tmp_path / folder, 1)
@@ -183,7 +183,7 @@ def test_predict_takes_patterns_keeps_equal_stems_apart_and_thresholds(trained, 
 
 
 def test_predict_follows_the_photos_exif_orientation(trained, tmp_path, capsys):
-    from petlib.evaluation.predict import main
+    from petlib.cli.predict import main
 
     name = read_split(SAMPLE_ROOT, "test")[0].name
     photo = Image.open(SAMPLE_ROOT / "images" / f"{name}.jpg").convert("RGB")
@@ -202,7 +202,7 @@ def test_predict_follows_the_photos_exif_orientation(trained, tmp_path, capsys):
     (["--device", "gpu"], "not a torch device: 'gpu'"),
 ])
 def test_predict_refuses_bad_values_before_loading_anything(tmp_path, capsys, flags, message):
-    from petlib.evaluation.predict import main
+    from petlib.cli.predict import main
 
     with pytest.raises(SystemExit) as exit_:
         main([str(tmp_path), "--model_path", str(tmp_path / "none.pth"), "--out_dir", str(tmp_path), *flags])
@@ -212,7 +212,7 @@ def test_predict_refuses_bad_values_before_loading_anything(tmp_path, capsys, fl
 def test_predict_refuses_a_cuda_device_where_there_is_none(tmp_path, capsys):
     import torch
 
-    from petlib.evaluation.predict import main
+    from petlib.cli.predict import main
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")

@@ -160,10 +160,22 @@ def test_inference_of_a_missing_checkpoint_or_dataset_is_one_error(trained, tmp_
     assert f"python -m petlib.data download --data_path {tmp_path / 'nowhere'}" in result.stderr
 
 
-def test_predict_of_a_missing_photo_is_a_usage_error(trained, tmp_path):
+def test_predict_of_only_missing_photos_is_one_error(trained, tmp_path):
     result = run("petlib.predict", str(tmp_path / "nope.jpg"), "--model_path", str(trained[0] / "unet.pth"),
                  "--out_dir", str(tmp_path / "out"))
-    assert_one_error(result, 2, r"no image file, folder of images or matching pattern: .*nope\.jpg$")
+    assert_one_error(result, 1, r"nothing to segment: no image file, folder of images or matching pattern: .*nope\.jpg$")
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_skips_a_missing_photo_like_a_broken_one_and_segments_the_rest(trained, tmp_path):
+    photos = [SAMPLE_ROOT / "images" / f"{entry.name}.jpg" for entry in read_split(SAMPLE, "test")[:2]]
+    missing = tmp_path / "missing.jpg"
+    result = run("petlib.predict", str(photos[0]), str(missing), str(photos[1]), "--model_path",
+                 str(trained[0] / "unet.pth"), "--out_dir", str(tmp_path / "out"))
+    assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr
+    assert result.stderr == f"skipped: no image file, folder of images or matching pattern: {missing}\n"
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_mask.png")) == sorted(f"{p.stem}_mask.png" for p in photos)
+    assert result.stdout.splitlines()[-1].endswith(f"; skipped 1 naming no image: {missing}")
 
 
 def test_predict_names_an_unreadable_photo_and_segments_the_others(trained, tmp_path):
