@@ -82,13 +82,13 @@ class BCEDiceLoss(nn.Module):
 
 
 def lovasz_grad(truth_sorted: Tensor) -> Tensor:
-    """The gradient of the Jaccard loss's Lovász extension at ``truth_sorted`` ``(P,)`` (0/1,
-    pixels sorted by decreasing error): Berman et al. (2018), Algorithm 1."""
-    total = truth_sorted.sum()
-    intersection = total - truth_sorted.cumsum(0)
-    union = total + (1 - truth_sorted).cumsum(0)
+    """The gradient of the Jaccard loss's Lovász extension at ``truth_sorted`` ``(..., P)`` (0/1,
+    each row's pixels sorted by decreasing error): Berman et al. (2018), Algorithm 1, row by row."""
+    total = truth_sorted.sum(-1, keepdim=True)
+    intersection = total - truth_sorted.cumsum(-1)
+    union = total + (1 - truth_sorted).cumsum(-1)
     jaccard = 1 - intersection / union
-    return torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+    return torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
 
 
 class LovaszHingeLoss(nn.Module):
@@ -102,13 +102,17 @@ class LovaszHingeLoss(nn.Module):
 
     def forward(self, logits: Tensor, masks: Tensor, weight: Tensor | None = None) -> Tensor:
         logits, masks = logits.float().flatten(1), masks.float().flatten(1)  # (N, P)
-        keep = weight.flatten(1) > 0 if weight is not None else None
+        if weight is None:  # every image at once: one sort of each row
+            errors = 1 - logits * (2 * masks - 1)  # (N, P) hinge errors
+            errors_sorted, order = errors.sort(dim=1, descending=True)
+            grad = lovasz_grad(masks.gather(1, order))  # (N, P)
+            return (F.relu(errors_sorted) * grad).sum(1).mean()
+        keep = weight.flatten(1) > 0  # a different number of pixels per image: one at a time
         losses = []
-        for i in range(logits.shape[0]):
-            logit, truth = (logits[i], masks[i]) if keep is None else (logits[i][keep[i]], masks[i][keep[i]])
-            errors = 1 - logit * (2 * truth - 1)  # (P,) hinge errors
+        for logit, truth, kept in zip(logits, masks, keep):
+            errors = 1 - logit[kept] * (2 * truth[kept] - 1)
             errors_sorted, order = errors.sort(descending=True)
-            losses.append(torch.dot(F.relu(errors_sorted), lovasz_grad(truth[order])))
+            losses.append(torch.dot(F.relu(errors_sorted), lovasz_grad(truth[kept][order])))
         return torch.stack(losses).mean()
 
 
