@@ -8,7 +8,9 @@ Every field of :class:`petlib.training.config.TrainConfig` is a flag of the same
 ``--recipe lab`` or ``--recipe smp`` starts from those recipes instead of petlib's. Flags are
 spelt with underscores; the hyphen spellings (``--learning-rate``, ``--no-augment``) work too.
 Under ``torchrun --nproc_per_node=N -m petlib.train ...`` it trains with
-DistributedDataParallel, ``--batch_size`` being the batch size of each process.
+DistributedDataParallel, ``--batch_size`` being the batch size of each process; with
+``torchrun --max_restarts N ... --resume --save_last`` a killed worker costs the epoch it was in,
+not the run (docs/distributed.md: several GPUs or nodes, SLURM, restarts).
 
 Progress bars are shown when stderr is a terminal; redirected to a log file
 (``> train.log 2>&1``) it writes one line per epoch (``--progress`` forces the bars).
@@ -111,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recipe", choices=list(RECIPES), default="petlib",
                         help="starting settings, which the other flags override (the defaults below are petlib's)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue from <out_dir>/<run_name>_last.pth if it exists")
+                        help="continue from <out_dir>/<run_name>_last.pth if it exists, else start a new run: the "
+                             "same command starts a run and continues it after an interruption (needs --save_last)")
     parser.add_argument("--pretrained", action="store_true",
                         help="ResNet34-UNet: start the encoder from torchvision's ImageNet weights (downloads them)")
     parser.add_argument("--tensorboard", metavar="DIR", default=None,
@@ -170,6 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = fit(config, resume=args.resume, progress=show_progress(args.progress), tensorboard=args.tensorboard)
         main_process = dist.is_main()  # ask before the process group is torn down
+    except RuntimeError as err:  # under torchrun: another process died (a one-line error, not gloo's traceback)
+        lost = dist.group_error(err)
+        if lost is None:
+            raise
+        raise lost from err
     finally:
         dist.cleanup()
     if main_process:

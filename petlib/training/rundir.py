@@ -136,6 +136,10 @@ class RunExistsError(FileExistsError):
 
 
 def _run_exists_message(best_path: Path) -> str:
+    if dist.restart_count() > 0:  # one line, the same on every process
+        return (f"torchrun restarted the workers of a run started without --resume, and a new run would replace "
+                f"{best_path}, which the first attempt wrote: start the run with --resume --save_last so that a "
+                "restart continues it")
     try:
         earlier = load_checkpoint(best_path)
         what = f" (epoch {earlier.get('epoch')}, validation Dice {float(earlier.get('best_dice', math.nan)):.4f})"
@@ -184,13 +188,26 @@ class ResumePoint:
 
         A resumed run keeps the config stored with it, except where files go, the device and
         (at a constant learning rate only) a longer run. A new run refuses to replace an
-        earlier run's best checkpoint unless ``config.overwrite``.
+        earlier run's best checkpoint unless ``config.overwrite``. With ``resume`` and no last
+        checkpoint it is a new run: the same command starts a run and continues it after an
+        interruption (a torchrun restart, a pre-empted job run again).
+
+        Under torchrun every process reads the folder and decides alone; all must see the same
+        files (one folder that every node shares), else all stop with one
+        :class:`~petlib.distributed.GroupError`.
         """
-        if not (resume and paths.last.exists()):
+        resuming = resume and paths.last.exists()
+        dist.check_same(int(resuming) + 2 * int(paths.best.exists()),
+                        f"what {paths.out_dir} holds ({paths.last.name}, {paths.best.name}): --out_dir must be a "
+                        "folder that every node shares")
+        if not resuming:
             if resume:
                 log(f"nothing to resume at {paths.last}; starting a new run")
             if paths.best.exists() and not config.overwrite:
                 raise RunExistsError(_run_exists_message(paths.best))
+            if not resume and dist.restart_count() > 0:
+                log(f"torchrun restarted the workers (restart {dist.restart_count()}) of a run started without "
+                    "--resume: training starts again at epoch 1")
             return config, cls()
         state = load_checkpoint(paths.last, map_location="cpu")
         stored = TrainConfig.from_dict(state["config"])
@@ -299,13 +316,16 @@ class RunFiles:
         nothing, since an interrupted run resumes from the last checkpoint.
         """
         epoch = progress.history[-1]["epoch"]
-        if improved and self.config.validate:
-            save_checkpoint(self.checkpoint(progress, epoch), self.paths.best)
-            self.write_card(progress.history, keep_test=False)
-            self.best_replaced = True
-        if self.config.save_last:
-            save_checkpoint(self.checkpoint(progress, epoch, resume_point=True), self.paths.last)
-        write_history(progress.history, self.paths.history)
+        # A SIGTERM (torchrun stopping the group, SLURM pre-empting the job) waits for the set:
+        # after epoch 1 a best checkpoint without a last one would be taken for an earlier run's.
+        with dist.sigterm_deferred():
+            if improved and self.config.validate:
+                save_checkpoint(self.checkpoint(progress, epoch), self.paths.best)
+                self.write_card(progress.history, keep_test=False)
+                self.best_replaced = True
+            if self.config.save_last:
+                save_checkpoint(self.checkpoint(progress, epoch, resume_point=True), self.paths.last)
+            write_history(progress.history, self.paths.history)
         self.curves.update(progress.history)
         if self.board is not None:
             self.board.add_epoch(progress.history[-1])

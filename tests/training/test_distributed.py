@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -31,9 +34,24 @@ def _torchrun(out_dir: Path, record_dir: Path, *extra: str, stop_after_epoch: in
            "PETLIB_TEST_STOP_AFTER_EPOCH": str(stop_after_epoch)}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                __file__, *TRAIN_ARGS, "--out_dir", str(out_dir), *extra]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    # A session of its own, killed as a whole in the end: torchrun's workers never outlive the test.
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        _kill_session(process)
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert result.returncode == 0, f"torchrun failed:\n{result.stdout}\n{result.stderr}"
     return result
+
+
+def _kill_session(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
 
 
 def test_cuda_means_this_process_gpu_under_torchrun(monkeypatch):
@@ -62,7 +80,9 @@ def test_process_group_backend_follows_the_device(monkeypatch, device, backend):
 
     calls = {}
     monkeypatch.setattr(pdist.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(pdist.dist, "init_process_group", lambda backend: calls.setdefault("backend", backend))
+    monkeypatch.setattr(pdist.dist, "rendezvous", lambda url, timeout: iter([(pdist.dist.HashStore(), 1, 2)]))
+    monkeypatch.setattr(pdist.dist, "init_process_group",
+                        lambda backend, **kwargs: calls.update(backend=backend, **kwargs))
     monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.setdefault("cuda_device", d))
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert pdist.init_from_env(torch.device(device)) is False and calls == {}  # a notebook: one process
@@ -70,6 +90,124 @@ def test_process_group_backend_follows_the_device(monkeypatch, device, backend):
     assert pdist.init_from_env(torch.device(device)) is True
     assert calls["backend"] == backend
     assert calls.get("cuda_device") == (torch.device(device) if backend == "nccl" else None)
+    assert calls["rank"] == 1 and calls["world_size"] == 2 and calls["timeout"] == pdist.DEFAULT_TIMEOUT
+
+
+# ----------------------------------------------------------------------------- restarts, timeouts, errors
+
+
+def test_the_timeout_comes_from_the_environment(monkeypatch):
+    import petlib.distributed as pdist
+
+    monkeypatch.delenv(pdist.TIMEOUT_ENV, raising=False)
+    assert pdist.timeout_from_env() == timedelta(minutes=10)
+    monkeypatch.setenv(pdist.TIMEOUT_ENV, "90")
+    assert pdist.timeout_from_env() == timedelta(seconds=90)
+    for wrong in ("0", "-5", "ten"):
+        monkeypatch.setenv(pdist.TIMEOUT_ENV, wrong)
+        with pytest.raises(ValueError, match="PETLIB_DIST_TIMEOUT"):
+            pdist.timeout_from_env()
+
+
+def _store_server():
+    from torch.distributed import TCPStore
+
+    return TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False, timeout=timedelta(seconds=30))
+
+
+def _client(server):
+    """A connection of its own to ``server``, as each process of a group has."""
+    from torch.distributed import TCPStore
+
+    return TCPStore("127.0.0.1", server.port, is_master=False, timeout=timedelta(seconds=30))
+
+
+def _join(server, size: int, timeout: float = 20.0) -> list:
+    """Each rank of a group of ``size`` agrees on a namespace of ``server``'s store, each in a thread."""
+    import petlib.distributed as pdist
+
+    namespaces: list = [None] * size
+    errors: list = []
+    clients = [_client(server) for _ in range(size)]
+
+    def join(rank: int) -> None:
+        try:
+            namespaces[rank] = pdist._fresh_namespace(clients[rank], rank, size, timedelta(seconds=timeout))
+        except Exception as err:  # noqa: BLE001 -- reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=join, args=(rank,)) for rank in reversed(range(size))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 10)
+    assert not errors and all(n is not None for n in namespaces), errors
+    return namespaces
+
+
+def test_a_restarted_group_forms_where_the_dead_one_left_nothing():
+    """torchrun keeps one store for the job: a restarted group must not read the keys of the dead one
+    (gloo would connect to a dead process's address, or wait for it)."""
+    server = _store_server()
+    first = _join(server, 3)
+    first[0].set("rank_0", "address of the first group's rank 0")
+    assert first[2].get("rank_0") == b"address of the first group's rank 0"  # one namespace for the group
+    # The first group died without cleaning up; its processes' keys stay in the store.
+    second = _join(server, 3)
+    assert not any(namespace.check(["rank_0"]) for namespace in second)
+    second[0].set("rank_0", "address of the second group's rank 0")
+    assert [n.get("rank_0") for n in second] == [b"address of the second group's rank 0"] * 3
+    assert first[1].get("rank_0") == b"address of the first group's rank 0"
+
+
+def test_a_group_that_does_not_form_stops_within_the_timeout():
+    import petlib.distributed as pdist
+
+    server = _store_server()
+    store = _client(server)
+    start = time.monotonic()
+    with pytest.raises(pdist.GroupError, match=r"process 0 of 2: only 1 process\(es\) joined .* 1 s"):
+        pdist._fresh_namespace(store, 0, 2, timedelta(seconds=1))
+    with pytest.raises(pdist.GroupError, match="process 1 of 2: process 0 did not answer within 1 s"):
+        pdist._fresh_namespace(store, 1, 2, timedelta(seconds=1))
+    assert time.monotonic() - start < 10
+
+
+def test_a_broken_group_is_one_line():
+    import petlib.distributed as pdist
+
+    gloo = RuntimeError("[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:545] Read error "
+                        "[127.0.0.1]:28585: Connection reset by peer. This is typically caused by a remote worker "
+                        "hanging or bugs in the application. Check the logs of the remote worker before reporting "
+                        "an error. GLHF!\nmore")
+    error = pdist.group_error(gloo)
+    assert isinstance(error, ConnectionError) and "\n" not in str(error) and "pair.cc" not in str(error)
+    assert "Read error [127.0.0.1]:28585: Connection reset by peer)" in str(error) and "--resume" in str(error)
+    assert pdist.group_error(torch.distributed.DistBackendError("NCCL error: unhandled system error")) is not None
+    assert pdist.group_error(RuntimeError("mat1 and mat2 shapes cannot be multiplied")) is None
+    assert pdist.group_error(ValueError("gloo")) is None
+
+
+def test_a_sigterm_waits_until_the_files_are_written():
+    import petlib.distributed as pdist
+
+    received = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        with pdist.sigterm_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # a handler runs between bytecodes: had it run, it would have by now
+            assert received == []
+        assert received == [signal.SIGTERM]  # then acted on as before the block
+        assert signal.getsignal(signal.SIGTERM) is not None and received == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_one_process_agrees_with_itself():
+    import petlib.distributed as pdist
+
+    pdist.check_same(3, "anything")  # no group: nothing to compare, nothing waited for
 
 
 # ----------------------------------------------------------------------------- validation shards
@@ -124,6 +262,7 @@ def _evaluate_on_rank(rank: int, world_size: int, init_file: str, out_dir: str) 
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_validation_over_uneven_shards_is_the_one_process_score(tmp_path):
     # A real two-process gloo group: each process scores its shard, the sums are reduced, and
     # both must report the numbers one process gets on all 5 images.
