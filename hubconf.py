@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch.hub checks `dependencies` before anything is imported for real
+    from torch import nn
 
 # Importable module names torch.hub checks before calling an entry point (petlib's own imports).
 dependencies = ["torch", "torchvision", "numpy", "PIL", "tqdm"]
@@ -41,7 +44,7 @@ def _download(url: str) -> Path:
     return cache if len(names) > 1 else cache / name
 
 
-def _load(name: str, weights: str | Path | None, kwargs: dict[str, Any]):
+def _load(name: str, weights: str | Path | None, kwargs: dict[str, Any]) -> nn.Module:
     from petlib.models import build_model
     from petlib.training.checkpoint import load_model
 
@@ -56,7 +59,7 @@ def _load(name: str, weights: str | Path | None, kwargs: dict[str, Any]):
     return model
 
 
-def unet(weights: str | Path | None = None, **kwargs: Any):
+def unet(weights: str | Path | None = None, **kwargs: Any) -> nn.Module:
     """petlib's U-Net (Ronneberger et al., 2015); ``kwargs`` as :class:`petlib.models.UNet` (e.g. ``base_channels``).
 
     Args:
@@ -66,7 +69,7 @@ def unet(weights: str | Path | None = None, **kwargs: Any):
     return _load("unet", weights, kwargs)
 
 
-def resnet34_unet(weights: str | Path | None = None, **kwargs: Any):
+def resnet34_unet(weights: str | Path | None = None, **kwargs: Any) -> nn.Module:
     """petlib's ResNet34-UNet, the layout of ``smp.Unet("resnet34")``; ``kwargs`` as :class:`petlib.models.ResNet34UNet`.
 
     ``pretrained=True`` (without ``weights``) starts the encoder from torchvision's ImageNet weights.
