@@ -159,12 +159,12 @@ def to_smp(model: ResNet34UNet, **smp_kwargs: Any) -> nn.Module:
     weights come from ``model``.
 
     Raises:
-        ValueError: ``model`` is not a ResNet34-UNet, or has ``input_scale != 1`` (smp has no such
-            resizing step).
+        TypeError: ``model`` is not a ResNet34-UNet.
+        ValueError: ``model`` has ``input_scale != 1`` (smp has no such resizing step).
         ImportError: segmentation-models-pytorch is not installed (the message says how to install it).
     """
     if not isinstance(model, ResNet34UNet):
-        raise ValueError(f"to_smp takes petlib's ResNet34UNet (build_model('resnet34_unet')), not {type(model).__name__}")
+        raise TypeError(f"to_smp takes petlib's ResNet34UNet (build_model('resnet34_unet')), not {type(model).__name__}")
     if model.input_scale != 1.0:
         raise ValueError(f"this model runs at input_scale={model.input_scale:g}; smp.Unet has no such step, so its "
                          "logits would differ. Only models with input_scale=1 convert")

@@ -88,7 +88,7 @@ def test_layouts_petlib_does_not_have_are_refused_with_what_to_do():
         from_smp(smp.Unet("resnet34", encoder_weights=None, aux_params={"classes": 2}).state_dict())
     with pytest.raises(ValueError, match="'resnet34' encoder"):
         from_smp(smp.Unet("resnet18", encoder_weights=None))
-    with pytest.raises(ValueError, match="ResNet34UNet"):
+    with pytest.raises(TypeError, match="ResNet34UNet"):
         to_smp(build_model("unet", base_channels=4))
     with pytest.raises(ValueError, match="input_scale"):
         to_smp(ResNet34UNet(input_scale=1.5))
