@@ -123,9 +123,11 @@ def test_two_nodes_train_the_one_node_run_and_one_process_writes(reference, tmp_
     ]
     (code0, output0), (code1, output1) = _finish(*launchers)
     assert code0 == 0 and code1 == 0, output0 + output1
-    # Node 0 holds rank 0, which alone logs and writes the run's files; node 1 trains in silence.
-    assert "2 process(es), batch 1 per process" in output0 and output0.count("epoch   2/2") == 1
-    assert "epoch   2/2" not in output1
+    # Rank 0 alone logs and writes the run's files; the other node trains in silence. (The c10d
+    # rendezvous numbers the nodes in its own order, whatever --node_rank says.)
+    logged = [output for output in (output0, output1) if "epoch   2/2" in output]
+    assert len(logged) == 1 and logged[0].count("epoch   2/2") == 1, output0 + output1
+    assert "2 process(es), batch 1 per process" in logged[0]
     assert _writes(tmp_path / "records", 1) == []
     assert _writes(tmp_path / "records", 0).count("unet_last.pth") == 2
     _assert_same_run(tmp_path / "models", reference)
