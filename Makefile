@@ -7,7 +7,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: run test setup bench clean
+.PHONY: run test setup bench clean mutation
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,13 @@ test: setup
 bench: setup
 	$(PY) -m pip install -e ".[bench]"
 	$(PY) -m petlib.research.bench
+
+# Mutation testing of the core against the fast tests (tests/README.md; not part of CI: hours on 2 cores).
+# One thread per test process: mutmut forks its workers, and two of them share the cores.
+mutation: setup
+	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut export-cicd-stats
+	$(VENV)/bin/mutmut results
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,0 +1,169 @@
+"""Prediction for users' photos: flip TTA, the probability threshold of ``petlib-predict``, the exported wrapper.
+
+Written from mutation testing (``make mutation``, tests/README.md). Models here are stand-ins with
+known logits (a constant, a one-pixel shift that is not left-right symmetric), so each expected
+mask or probability is worked out by hand rather than by calling the code under test twice.
+"""
+import importlib
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from petlib.evaluation.export import ExportedSegmenter
+from petlib.evaluation.predict import predict_logits_at_size, predict_mask, predict_probabilities
+
+# the module (petlib.cli's attribute `predict` is the console command's function)
+predict_cli = importlib.import_module("petlib.cli.predict")
+
+
+class Constant(nn.Module):
+    """The same logit for every pixel; counts its calls and the batch sizes it sees."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+        self.batches: list[int] = []
+        self.scale = nn.Parameter(torch.ones(()))  # something for .to(device) to move
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.batches.append(images.shape[0])
+        return torch.full_like(images[:, :1], self.value) * self.scale
+
+
+class ShiftRight(nn.Module):
+    """Logits = the red channel (in [0, 1]) moved one pixel to the right, minus a half: not symmetric."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images[:, :1].roll(1, dims=-1) - 0.5
+
+
+def photo(height: int, width: int, seed: int = 0) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def red(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image)[..., 0].astype(np.float32) / 255)  # (H, W)
+
+
+def sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+# --------------------------------------------------------------------------- evaluation.predict
+
+
+def test_probabilities_come_back_at_each_photos_size_as_a_sigmoid():
+    model = Constant(0.3)
+    probabilities = predict_probabilities(model, [photo(6, 10), photo(9, 4)], 8)
+    assert [tuple(p.shape) for p in probabilities] == [(6, 10), (9, 4)]
+    for p in probabilities:
+        torch.testing.assert_close(p, torch.full_like(p, sigmoid(0.3)))
+    assert model.batches == [2]  # one batch for all photos
+    assert predict_probabilities(model, [], 8) == []
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_probabilities_with_and_without_flip_tta(tta):
+    image = photo(8, 8)
+    r = red(image)
+    logits = (r.roll(1, -1) + r.roll(-1, -1)) / 2 - 0.5 if tta else r.roll(1, -1) - 0.5
+    (probability,) = predict_probabilities(ShiftRight(), [image], 8, tta=tta)  # already at size 8: no resize
+    torch.testing.assert_close(probability, torch.sigmoid(logits))
+
+
+def test_logits_at_size_and_the_mask_threshold_a_probability():
+    image = photo(5, 7)
+    logits = predict_logits_at_size(Constant(0.3), image, 4)
+    assert logits.shape == (1, 1, 5, 7)
+    torch.testing.assert_close(logits, torch.full((1, 1, 5, 7), 0.3))
+    # logit 0.3 is a probability of 0.574: pet at 0.5 and 0.55, not at 0.6
+    assert predict_mask(Constant(0.3), image, 4).all() and predict_mask(Constant(0.3), image, 4).shape == (5, 7)
+    assert predict_mask(Constant(0.3), image, 4, threshold=0.55).all()
+    assert not predict_mask(Constant(0.3), image, 4, threshold=0.6).any()
+
+
+def test_logits_at_size_and_the_mask_use_flip_tta_when_asked():
+    image = photo(6, 6, seed=3)
+    r = red(image)
+    tta = (r.roll(1, -1) + r.roll(-1, -1)) / 2 - 0.5
+    torch.testing.assert_close(predict_logits_at_size(ShiftRight(), image, 6, tta=True)[0, 0], tta)
+    assert np.array_equal(predict_mask(ShiftRight(), image, 6, tta=True), (tta > 0).numpy())
+
+
+# --------------------------------------------------------------------------- petlib-predict
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """``petlib-predict`` with load_model returning a given stand-in model and checkpoint config."""
+
+    def use(model: nn.Module, **config):
+        checkpoint = {"model_name": "stand-in", "config": {"image_size": 8, **config}}
+        monkeypatch.setattr(predict_cli, "load_model", lambda path: (model, checkpoint))
+        return model
+
+    return use
+
+
+def run_predict(tmp_path, *flags, photos=1):
+    for i in range(photos):
+        photo(6, 9, seed=i).save(tmp_path / f"p{i}.png")
+    out = tmp_path / "out"
+    argv = [*(str(tmp_path / f"p{i}.png") for i in range(photos)), "--model_path", "unused.pth",
+            "--out_dir", str(out), "--no_overlay", "--device", "cpu", *flags]
+    assert predict_cli.main(argv) == 0
+    return [np.asarray(Image.open(out / f"p{i}_mask.png")) for i in range(photos)]
+
+
+@pytest.mark.parametrize("threshold, pet", [(None, True), ("0.55", True), ("0.6", False)])
+def test_predict_thresholds_the_probability_not_the_logit(tmp_path, stand_in, capsys, threshold, pet):
+    # logit 0.3 = probability 0.574: pet at the default 0.5 and at 0.55 (a logit would be below both)
+    stand_in(Constant(0.3))
+    (mask,) = run_predict(tmp_path, *(["--threshold", threshold] if threshold else []))
+    assert mask.shape == (6, 9) and mask.dtype == np.uint8
+    assert (mask == (255 if pet else 0)).all()
+    assert f"{100.0 if pet else 0.0:.1f}% pet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("validated, flag, calls", [(True, [], 2), (False, [], 1), (True, ["--tta", "off"], 1),
+                                                    (False, ["--tta", "on"], 2)])
+def test_predict_uses_tta_as_validated_unless_told(tmp_path, stand_in, validated, flag, calls):
+    model = stand_in(Constant(1.0), tta=validated)
+    run_predict(tmp_path, *flag)
+    assert len(model.batches) == calls
+
+
+def test_predict_sends_batch_size_photos_at_a_time_at_the_training_size(tmp_path, stand_in, monkeypatch):
+    model = stand_in(Constant(1.0), tta=False)
+    sizes = []
+    model.register_forward_pre_hook(lambda module, args: sizes.append(tuple(args[0].shape[-2:])))
+    masks = run_predict(tmp_path, "--batch_size", "2", photos=3)
+    assert model.batches == [2, 1] and sizes == [(8, 8), (8, 8)]
+    assert all(mask.shape == (6, 9) for mask in masks)
+    sizes.clear()
+    run_predict(tmp_path, "--image_size", "5")
+    assert sizes == [(5, 5)]
+
+
+@pytest.mark.parametrize("text", ["0", "1", "1.5", "-0.1", "half"])
+def test_the_threshold_must_be_a_probability(text, capsys):
+    with pytest.raises(SystemExit):
+        predict_cli.build_parser().parse_args(["x.png", "--model_path", "m", "--out_dir", "o", "--threshold", text])
+    assert predict_cli._probability("0.25") == 0.25
+
+
+# --------------------------------------------------------------------------- export's wrapper
+
+
+def test_the_exported_wrapper_is_the_model_and_with_tta_the_flip_average():
+    images = torch.rand(2, 3, 4, 6, generator=torch.Generator().manual_seed(0))
+    r = images[:, :1]
+    torch.testing.assert_close(ExportedSegmenter(ShiftRight())(images), r.roll(1, -1) - 0.5)
+    torch.testing.assert_close(ExportedSegmenter(ShiftRight(), tta=True)(images),
+                               (r.roll(1, -1) + r.roll(-1, -1)) / 2 - 0.5)
+    model = nn.Sequential(nn.Conv2d(3, 1, 1), nn.BatchNorm2d(1)).train()
+    assert not ExportedSegmenter(model).model.training  # exported in inference mode

@@ -1,0 +1,289 @@
+"""What the training step, the schedule, evaluation and flip TTA must do, on tiny models and batches.
+
+Written from mutation testing (``make mutation``, tests/README.md). Flip TTA is checked against
+models that are *not* left-right symmetric, where averaging the mirrored prediction without
+flipping it back gives a different answer; the schedule against the rates it promises, step by
+step and in a run's history.
+"""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from petlib.metrics import dice_per_image, iou_per_image
+from petlib.models import build_model
+from petlib.training.config import TrainConfig
+from petlib.training.engine import evaluate, fit, predict_logits, train_one_epoch
+from petlib.training.optim import build_optimizer, build_scheduler
+
+CPU = torch.device("cpu")
+
+
+class ShiftRight(nn.Module):
+    """Logits = the red channel moved one pixel to the right (wrapping): not left-right symmetric."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return images[:, :1].roll(1, dims=-1)
+
+
+class Pointwise(nn.Module):
+    """Logits from each pixel alone: mirroring the photo mirrors the logits exactly."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return (2 * images[:, :1] - images[:, 1:2] + 0.5 * images[:, 2:]) * 3 - 1
+
+
+def random_images(n: int = 2, height: int = 5, width: int = 7, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------- flip TTA
+
+
+def test_flip_tta_averages_the_prediction_with_the_mirrored_one_flipped_back():
+    images = random_images()
+    red = images[:, :1]
+    # ShiftRight on the mirrored photo, mirrored back, is a shift to the left
+    expected = (red.roll(1, dims=-1) + red.roll(-1, dims=-1)) / 2
+    torch.testing.assert_close(predict_logits(ShiftRight(), images, tta=True), expected)
+    torch.testing.assert_close(predict_logits(ShiftRight(), images, tta=False), red.roll(1, dims=-1))
+
+
+def test_flip_tta_changes_nothing_for_a_model_that_mirrors_with_the_photo():
+    images = random_images()
+    torch.testing.assert_close(predict_logits(Pointwise(), images, tta=True), Pointwise()(images))
+
+
+def test_flip_tta_of_the_mirrored_photo_is_the_mirrored_tta():
+    torch.manual_seed(0)
+    model = build_model("unet", base_channels=4).eval()
+    images = random_images(height=16, width=16)
+    with torch.no_grad():
+        plain = model(images)
+        mirrored_plain = model(images.flip(-1)).flip(-1)
+    assert (plain - mirrored_plain).abs().max() > 1e-4  # the network is not symmetric by itself
+    torch.testing.assert_close(predict_logits(model, images.flip(-1), tta=True),
+                               predict_logits(model, images, tta=True).flip(-1), rtol=1e-4, atol=1e-5)
+
+
+def batches(images: torch.Tensor, masks: torch.Tensor, sizes: list[int]) -> list[dict]:
+    """A loader's batches (dicts as load_dataset yields them) of the given sizes."""
+    out, start = [], 0
+    for size in sizes:
+        part = slice(start, start + size)
+        trimaps = torch.where(masks[part] > 0, 1, 2).to(torch.uint8)
+        out.append({"image": images[part], "mask": masks[part], "trimap": trimaps,
+                    "index": torch.arange(start, start + size)})
+        start += size
+    return out
+
+
+def test_evaluate_scores_the_flip_tta_prediction_when_asked():
+    images = random_images(4, 6, 9, seed=1)
+    masks = (random_images(4, 6, 9, seed=2)[:, :1] > 0.5).float()
+    loader = batches(images, masks, [3, 1])
+    red = images[:, :1]
+    tta_logits = (red.roll(1, dims=-1) + red.roll(-1, dims=-1)) / 2 - 0.5
+    plain_logits = red.roll(1, dims=-1) - 0.5
+
+    class Model(ShiftRight):
+        def forward(self, images):
+            return super().forward(images) - 0.5
+
+    for tta, logits in ((True, tta_logits), (False, plain_logits)):
+        result = evaluate(Model(), loader, CPU, tta=tta, per_image=True)
+        torch.testing.assert_close(result["dice_per_image"], dice_per_image(logits, masks))
+        torch.testing.assert_close(result["iou_per_image"], iou_per_image(logits, masks))
+        assert result["dice"] == pytest.approx(dice_per_image(logits, masks).mean().item(), rel=1e-6)
+        assert result["iou"] == pytest.approx(iou_per_image(logits, masks).mean().item(), rel=1e-6)
+    assert not torch.equal(dice_per_image(tta_logits, masks), dice_per_image(plain_logits, masks))
+
+
+def test_evaluate_weighs_each_image_once_in_the_loss():
+    # a loss that is the batch mean of each image's mean logit: the split's loss is the mean over images
+    images = torch.zeros(4, 3, 2, 2)
+    images[:3] = 0.25
+    images[3] = 1.0
+    masks = torch.ones(4, 1, 2, 2)
+    result = evaluate(Pointwise(), batches(images, masks, [3, 1]), CPU, lambda logits, masks: logits.mean())
+    per_image = Pointwise()(images).mean((1, 2, 3))
+    assert result["loss"] == pytest.approx(per_image.mean().item(), rel=1e-6)
+    assert result["count"] == 4
+    assert math.isnan(evaluate(Pointwise(), batches(images, masks, [4]), CPU)["loss"])
+    assert "dice_per_image" not in result
+
+
+def test_evaluate_takes_uint8_batches_as_the_training_loaders_deliver_them():
+    images = random_images(2, 4, 4)
+    masks = (images[:, :1] > 0.5).float()
+    as_uint8 = batches((images * 255).round().to(torch.uint8), masks.to(torch.uint8), [2])
+    as_float = batches((images * 255).round() / 255, masks, [2])
+    a = evaluate(Pointwise(), as_uint8, CPU, per_image=True)
+    b = evaluate(Pointwise(), as_float, CPU, per_image=True)
+    torch.testing.assert_close(a["dice_per_image"], b["dice_per_image"])
+    assert a["indices"].tolist() == [0, 1]
+
+
+# --------------------------------------------------------------------------- the training step
+
+
+class Recorder(nn.Module):
+    """A 1x1 convolution that records its mode and inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 1, 1)
+        self.seen: list[tuple[bool, torch.Tensor]] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.seen.append((self.training, images.detach().clone()))
+        return self.conv(images)
+
+
+def training_batches(n_batches: int = 3, size: int = 2) -> list[dict]:
+    images = random_images(n_batches * size, 4, 4, seed=3)
+    masks = (random_images(n_batches * size, 4, 4, seed=4)[:, :1] > 0.5).float()
+    return batches(images, masks, [size] * n_batches)
+
+
+def test_train_one_epoch_returns_the_mean_step_loss_in_train_mode():
+    model = Recorder().eval()
+    loader = training_batches()
+    loss_fn = nn.BCEWithLogitsLoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the weights stay: the losses can be recomputed
+    mean = train_one_epoch(model, loader, optimizer, loss_fn, CPU, progress=False)
+    with torch.no_grad():
+        expected = sum(loss_fn(model.conv(b["image"]), b["mask"]).item() for b in loader) / len(loader)
+    assert mean == pytest.approx(expected, rel=1e-6)
+    assert [training for training, _ in model.seen] == [True] * 3 and model.training
+
+
+def test_train_one_epoch_steps_the_optimiser_and_the_schedule_once_per_batch(scheduled_lrs):
+    config = TrainConfig(epochs=4, lr=1e-2, scheduler="onecycle", warmup_fraction=0.3)
+    model = Recorder()
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate)
+    scheduler = build_scheduler(config, optimizer, steps_per_epoch=3)
+    before = [p.detach().clone() for p in model.parameters()]
+    train_one_epoch(model, training_batches(), optimizer, nn.BCEWithLogitsLoss(), CPU,
+                    scheduler=scheduler, progress=False)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(scheduled_lrs(config, 3)[3])  # after 3 steps
+
+
+def test_train_one_epoch_clips_the_gradient_norm():
+    def update_norm(grad_clip):
+        model = Recorder()
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+        train_one_epoch(model, training_batches(1), optimizer, nn.BCEWithLogitsLoss(), CPU,
+                        grad_clip=grad_clip, progress=False)
+        return (torch.cat([p.detach().flatten() for p in model.parameters()]) - before).norm().item()
+
+    free = update_norm(None)
+    assert free > 0.01
+    assert update_norm(0.01) == pytest.approx(0.01, rel=1e-3)
+
+
+def test_train_one_epoch_trains_on_the_augmented_batch():
+    model = Recorder()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    seen_by_augment = []
+
+    def augment(images, masks):
+        seen_by_augment.append((images.clone(), masks.clone()))
+        return images.flip(-1), masks.flip(-1)
+
+    loader = training_batches(1)
+    train_one_epoch(model, loader, optimizer, nn.BCEWithLogitsLoss(), CPU, augment=augment, progress=False)
+    (images, masks), = seen_by_augment
+    torch.testing.assert_close(images, loader[0]["image"])
+    torch.testing.assert_close(masks, loader[0]["mask"])
+    torch.testing.assert_close(model.seen[0][1], loader[0]["image"].flip(-1))
+
+
+# --------------------------------------------------------------------------- optimiser and schedule
+
+
+def test_adamw_decays_the_weights_only():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    config = TrainConfig(optimizer="adamw", lr=2e-3, weight_decay=0.05)
+    optimizer = build_optimizer(config, model)
+    decay, no_decay = optimizer.param_groups
+    assert [p.ndim for p in decay["params"]] == [4] and decay["weight_decay"] == 0.05
+    assert sorted(p.ndim for p in no_decay["params"]) == [1, 1, 1] and no_decay["weight_decay"] == 0.0
+    assert decay["lr"] == no_decay["lr"] == 2e-3
+    assert isinstance(optimizer, torch.optim.AdamW)
+
+
+@pytest.mark.parametrize("name, kind", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)])
+def test_the_optimiser_takes_the_configs_rate_and_decay_and_fuses_on_request(name, kind):
+    model = nn.Conv2d(3, 1, 1)
+    config = TrainConfig(optimizer=name, lr=3e-4, weight_decay=0.02)
+    optimizer = build_optimizer(config, model)
+    assert type(optimizer) is kind
+    assert optimizer.param_groups[0]["lr"] == 3e-4 and optimizer.param_groups[0]["weight_decay"] == 0.02
+    assert not optimizer.param_groups[0]["fused"]
+    assert build_optimizer(config, model, fused=True).param_groups[0]["fused"]
+
+
+def test_onecycle_starts_at_a_25th_peaks_after_the_warm_up_and_ends_at_a_25th_of_a_10000th(scheduled_lrs):
+    config = TrainConfig(epochs=10, lr=1e-3, scheduler="onecycle", warmup_fraction=0.3, warmup_epochs=1)
+    lrs = scheduled_lrs(config, 10)  # 100 steps, warm-up 30 of them
+    assert lrs[0] == pytest.approx(1e-3 / 25)
+    assert lrs.index(max(lrs)) == 29 and max(lrs) == pytest.approx(1e-3)
+    assert lrs[-1] == pytest.approx(1e-3 / 25 / 1e4, rel=1e-3)
+    # warmup_epochs longer than the fraction: 4 of 10 epochs
+    longer = scheduled_lrs(TrainConfig(epochs=10, lr=1e-3, scheduler="onecycle", warmup_fraction=0.1,
+                                       warmup_epochs=4), 10)
+    assert longer.index(max(longer)) == 39
+    # never more than half the run
+    half = scheduled_lrs(TrainConfig(epochs=2, lr=1e-3, scheduler="onecycle", warmup_epochs=2), 10)
+    assert half.index(max(half)) == 9
+
+
+def test_onecycle_plans_a_short_run_of_at_least_four_steps(scheduled_lrs):
+    lrs = scheduled_lrs(TrainConfig(epochs=1, lr=1e-3, scheduler="onecycle", warmup_fraction=0.3), 2)
+    assert len(lrs) == 2 and all(0 < lr <= 1e-3 for lr in lrs)
+
+
+def test_cosine_warms_up_linearly_then_decays_to_min_lr(scheduled_lrs):
+    config = TrainConfig(epochs=5, lr=1e-3, scheduler="cosine", warmup_epochs=1, min_lr=1e-5)
+    lrs = scheduled_lrs(config, 4)  # warm-up 4 steps, then 16 of cosine
+    assert lrs[:4] == pytest.approx([0.25e-3, 0.5e-3, 0.75e-3, 1e-3])
+    assert lrs[4] == pytest.approx(1e-3)  # the decay starts at the peak
+    floor = 1e-5 / 1e-3
+    assert lrs[12] == pytest.approx(1e-3 * (floor + (1 - floor) * 0.5))  # half way down
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    scheduler = build_scheduler(config, optimizer, 4)
+    for _ in range(40):  # past the end it stays at the floor
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
+
+
+def test_no_schedule_and_unknown_names():
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    assert build_scheduler(TrainConfig(scheduler="none"), optimizer, 10) is None
+    config = TrainConfig()
+    object.__setattr__(config, "scheduler", "linear")
+    with pytest.raises(ValueError, match="linear"):
+        build_scheduler(config, optimizer, 10)
+    object.__setattr__(config, "optimizer", "sgd")
+    with pytest.raises(ValueError, match="sgd"):
+        build_optimizer(config, nn.Conv2d(1, 1, 1))
+
+
+# --------------------------------------------------------------------------- a run's history
+
+
+@pytest.mark.parametrize("scheduler", ["onecycle", "cosine"])
+def test_the_learning_rate_in_the_history_follows_the_schedule(tmp_path, tiny_config, scheduled_lrs, scheduler):
+    # 8 train images in batches of 4: 2 steps an epoch; the history holds each epoch's first rate
+    config = tiny_config(tmp_path, epochs=3, scheduler=scheduler, lr=1e-2, warmup_epochs=1, validate=False,
+                         augment=False, save_last=False, cache=True, num_workers=0)
+    result = fit(config, progress=False, log=None)
+    lrs = scheduled_lrs(config, steps_per_epoch=2)
+    assert [row["lr"] for row in result.history] == pytest.approx([lrs[0], lrs[2], lrs[4]])
+    assert len({row["lr"] for row in result.history}) == 3  # it moved
