@@ -167,3 +167,150 @@ def test_the_exported_wrapper_is_the_model_and_with_tta_the_flip_average():
                                (r.roll(1, -1) + r.roll(-1, -1)) / 2 - 0.5)
     model = nn.Sequential(nn.Conv2d(3, 1, 1), nn.BatchNorm2d(1)).train()
     assert not ExportedSegmenter(model).model.training  # exported in inference mode
+
+
+# --------------------------------------------------------------------------- more of predict and petlib-predict
+
+
+class Ramp(nn.Module):
+    """Logits 0, 1, 2, ... across the columns, whatever the photo."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n, _, height, width = images.shape
+        return torch.arange(width, dtype=torch.float32).expand(n, 1, height, width).clone()
+
+
+def test_logits_are_resized_back_with_pixel_centres_aligned():
+    # logits (0, 1) at 2 px, back to 4 px: bilinear between pixel centres, 0, 1/4, 3/4, 1
+    logits = predict_logits_at_size(Ramp(), photo(3, 4), 2)
+    torch.testing.assert_close(logits[0, 0, 0], torch.tensor([0.0, 0.25, 0.75, 1.0]))
+    (probability,) = predict_probabilities(Ramp(), [photo(3, 4)], 2)
+    torch.testing.assert_close(probability[0], torch.sigmoid(torch.tensor([0.0, 0.25, 0.75, 1.0])))
+
+
+def test_prediction_defaults_to_no_tta_and_a_probability_of_exactly_the_threshold_is_background():
+    image = photo(6, 6, seed=3)
+    plain = red(image).roll(1, -1) - 0.5
+    torch.testing.assert_close(predict_logits_at_size(ShiftRight(), image, 6)[0, 0], plain)
+    assert np.array_equal(predict_mask(ShiftRight(), image, 6), (plain > 0).numpy())
+    (probability,) = predict_probabilities(ShiftRight(), [image], 6)
+    torch.testing.assert_close(probability, torch.sigmoid(plain))
+    assert not predict_mask(Constant(0.0), image, 4).any()  # probability 0.5, as the Dice scores it
+
+
+def test_validated_tta_reads_the_checkpoints_config_and_defaults_to_without():
+    from petlib.evaluation.predict import validated_tta
+
+    assert validated_tta({"config": {"tta": True}}) is True
+    assert validated_tta({"config": {"tta": False}}) is False
+    assert validated_tta({"config": {}}) is False and validated_tta({}) is False
+
+
+def test_describe_tta_says_what_was_used_and_what_was_validated():
+    from petlib.evaluation.predict import describe_tta
+
+    assert describe_tta(True, True) == "with flip TTA, as validated"
+    assert describe_tta(False, False) == "without TTA, as validated"
+    assert describe_tta(True, False) == "with flip TTA (validated without TTA)"
+    assert describe_tta(False, True) == "without TTA (validated with flip TTA)"
+
+
+def test_output_stems_number_repeated_stems_from_2_and_skip_taken_ones(tmp_path):
+    from petlib.evaluation.predict import output_stems
+
+    paths = [tmp_path / "a.jpg", tmp_path / "x" / "a.png", tmp_path / "a_2.jpg", tmp_path / "y" / "a.jpg", tmp_path / "b.jpg"]
+    assert output_stems(paths) == ["a", "a_2", "a_2_2", "a_3", "b"]
+
+
+def test_find_images_files_folders_and_patterns(tmp_path):
+    from petlib.evaluation.predict import find_images
+
+    folder, deep = tmp_path / "photos", tmp_path / "photos" / "deep"
+    deep.mkdir(parents=True)
+    for path in (folder / "b.JPG", folder / "a.png", folder / ".hidden.jpg", folder / "notes.txt", deep / "c.jpg"):
+        path.write_bytes(b"x")
+    odd = tmp_path / "scan.dat"
+    odd.write_bytes(b"x")
+    # a folder: its images directly in it, sorted, hidden and non-image files aside
+    assert find_images([str(folder)]) == ([folder / "a.png", folder / "b.JPG"], [])
+    # a file named is taken whatever its suffix; each photo once, in order; what names nothing is unmatched
+    found, unmatched = find_images([str(odd), str(folder / "a.png"), str(folder), str(tmp_path / "missing.jpg"),
+                                    str(tmp_path / "none" / "*.jpg"), str(tmp_path / "empty")])
+    assert found == [odd, folder / "a.png", folder / "b.JPG"]
+    assert unmatched == [str(tmp_path / "missing.jpg"), str(tmp_path / "none" / "*.jpg"), str(tmp_path / "empty")]
+    # patterns: ** reaches sub-folders; hidden and non-image matches aside
+    assert find_images([str(folder / "**" / "*")]) == ([folder / "a.png", folder / "b.JPG", deep / "c.jpg"], [])
+    assert find_images([str(folder / "*.txt")]) == ([], [str(folder / "*.txt")])
+
+
+def test_find_images_leaves_out_what_petlib_predict_wrote_into_the_output_folder(tmp_path):
+    from petlib.evaluation.predict import find_images
+
+    for name in ("cat.jpg", "cat_mask.png", "cat_overlay.png"):
+        (tmp_path / name).write_bytes(b"x")
+    everything = [tmp_path / "cat.jpg", tmp_path / "cat_mask.png", tmp_path / "cat_overlay.png"]
+    assert find_images([str(tmp_path)], out_dir=tmp_path)[0] == [tmp_path / "cat.jpg"]
+    assert find_images([str(tmp_path / "*.png")], out_dir=tmp_path) == ([], [str(tmp_path / "*.png")])
+    assert find_images([str(tmp_path)], out_dir=tmp_path / "elsewhere")[0] == everything
+    assert find_images([str(tmp_path)])[0] == everything
+    # named one by one, a file is taken even from the output folder
+    assert find_images([str(tmp_path / "cat_mask.png")], out_dir=tmp_path)[0] == [tmp_path / "cat_mask.png"]
+
+
+class LeftHalf(nn.Module):
+    """Pet on the left half of the columns, background on the right."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        width = images.shape[-1]
+        logits = torch.full_like(images[:, :1], -5.0)
+        logits[..., : width // 2] = 5.0
+        return logits
+
+
+def test_predict_writes_masks_and_overlays_into_a_new_nested_folder_and_sums_up(tmp_path, monkeypatch, capsys):
+    from petlib.evaluation.plots import overlay
+
+    paths = []
+    monkeypatch.setattr(predict_cli, "load_model", lambda path: paths.append(path) or (LeftHalf(), {"model_name": "m"}))
+    image = photo(4, 8)
+    image.save(tmp_path / "p.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "a" / "b"
+    argv = [str(tmp_path / "p.png"), str(tmp_path / "broken.jpg"), "--model_path", "my.pth", "--out_dir", str(out),
+            "--device", "cpu", "--image_size", "8"]
+    assert predict_cli.main(argv) == 1  # a file it could not read
+    assert paths == ["my.pth"]
+    mask = np.asarray(Image.open(out / "p_mask.png"))
+    assert (mask[:, :4] == 255).all() and (mask[:, 4:] == 0).all()
+    written = np.asarray(Image.open(out / "p_overlay.png"))
+    assert np.array_equal(written, overlay(np.asarray(image), mask > 0, outline=True))
+    assert not np.array_equal(written, overlay(np.asarray(image), mask > 0, outline=False))
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2] == f"{tmp_path / 'p.png'} (8x4): 50.0% pet -> {out / 'p_mask.png'}, {out / 'p_overlay.png'}"
+    summary = printed[-1]
+    assert summary.startswith(f"done: 1 of 2 photo(s) segmented, masks and overlays in {out}/ (")
+    assert summary.endswith(f"; skipped 1 unreadable: {tmp_path / 'broken.jpg'}")
+    assert float(summary.split("(")[2].split(" s)")[0]) < 600  # the seconds it took
+
+
+def test_predict_exit_status_and_summary_name_what_was_skipped(tmp_path, stand_in, capsys):
+    stand_in(Constant(1.0))
+    photo(4, 4).save(tmp_path / "p.png")
+    missing = str(tmp_path / "missing.jpg")
+    common = ["--model_path", "m.pth", "--out_dir", str(tmp_path), "--no_overlay", "--device", "cpu"]
+    assert predict_cli.main([str(tmp_path / "p.png"), missing, *common]) == 1
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.startswith(f"done: 1 of 1 photo(s) segmented, masks in {tmp_path}/ (")
+    assert summary.endswith(f"; skipped 1 naming no image: {missing}")
+    # the output folder is the input folder: the second run does not segment the first one's mask
+    assert predict_cli.main([str(tmp_path), *common]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("done: 1 of 1 photo(s)")
+
+
+def test_predict_without_a_config_in_the_checkpoint_uses_the_default_size(tmp_path, monkeypatch):
+    model = Constant(1.0)
+    sizes = []
+    model.register_forward_pre_hook(lambda module, args: sizes.append(tuple(args[0].shape[-2:])))
+    monkeypatch.setattr(predict_cli, "load_model", lambda path: (model, {"model_name": "old"}))
+    run_predict(tmp_path)
+    assert sizes == [(256, 256)]  # TrainConfig's image_size, and no TTA (not validated with it)
