@@ -1,6 +1,6 @@
 # The two commands a new user needs:
 #   make run   - set up, then train UNet and ResNet34-UNet and print their test Dice side by side
-#   make test  - set up, then run the unit tests and the notebooks (nbval strict and lax, quick mode)
+#   make test  - set up, then run the unit tests (both tiers) and the notebooks (nbval strict and lax, quick mode)
 # Both create a virtual environment in .venv on first use (override with VENV=...).
 
 VENV ?= .venv
@@ -21,7 +21,8 @@ run: setup
 	$(PY) -m petlib.run
 
 test: setup
-	$(PY) -m pytest tests
+	# Both tiers (plain `pytest` runs the fast one only); the 15 slowest tests listed at the end.
+	$(PY) -m pytest -m "slow or not slow" --durations=15 tests
 	# notebooks/conftest.py forces quick mode: 16 images, 2 epochs, a temp folder.
 	$(PY) -m pytest --nbval -p no:randomly notebooks/
 	$(PY) -m pytest --nbval-lax -p no:randomly notebooks/

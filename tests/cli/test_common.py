@@ -1,4 +1,9 @@
-"""The command lines a user runs, end to end on the shipped sample (small sizes)."""
+"""The command lines a user runs, end to end on the shipped sample (small sizes).
+
+The tests marked slow start each command as a user types it (``python -m petlib.<command>``, the
+console scripts), on a ResNet34-UNet trained by ``python -m petlib.train``; the others call the
+same ``main`` in this process (conftest's ``command``), on conftest's ``trained_unet``.
+"""
 import json
 import re
 import subprocess
@@ -18,7 +23,7 @@ def run(*args: str, cwd=None) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
+def trained_run(tmp_path_factory):  # for the slow tests only
     """A ResNet34-UNet trained for 2 epochs at 32 px on 16 images by `python -m petlib.train`: (folder, stdout)."""
     out = tmp_path_factory.mktemp("models")
     stdout = run(
@@ -36,6 +41,7 @@ def trained(trained_run):
     return trained_run[0]
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints_history_config_curves_and_card(trained_run):
     trained, stdout = trained_run
     names = sorted(p.name for p in trained.iterdir())
@@ -49,21 +55,22 @@ def test_train_writes_checkpoints_history_config_curves_and_card(trained_run):
     assert Image.open(trained / "resnet34_unet_curves.png").format == "PNG"
 
 
-def test_train_resume(trained, tmp_path):
-    import shutil
+def test_train_resume(trained_unet_copy, command):
+    from petlib.cli.train import main
 
-    out = tmp_path / "copy"
-    shutil.copytree(trained, out)
-    common = ["petlib.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--out_dir", str(out),
-              "--resume", "--no-progress"]
+    out = trained_unet_copy.folder
+    common = [main, "--model", "unet", "--data_path", str(SAMPLE_ROOT), "--out_dir", str(out), "--resume",
+              "--no-progress"]
     # A finished run resumes to "nothing left to do" and keeps its files.
-    stdout = run(*common, "--epochs", "2")
-    assert "resuming" in stdout and "epoch   1/" not in stdout
+    result = command(*common, "--epochs", "2")
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stdout and "epoch   1/" not in result.stdout
     # Its one-cycle schedule cannot be stretched: a clear error, nothing overwritten.
-    result = subprocess.run([sys.executable, "-m", *common, "--epochs", "3"], capture_output=True, text=True)
+    result = command(*common, "--epochs", "3")
     assert result.returncode != 0 and "planned for 2 epochs with a 'onecycle' schedule" in result.stderr
 
 
+@pytest.mark.slow
 def test_inference_prints_test_dice_as_validated(trained):
     # petlib's recipe validates with flip TTA: the test score is computed the same way by default.
     command = ["petlib.inference", "--model", "resnet34_unet", "--model_path", str(trained / "resnet34_unet.pth"),
@@ -84,6 +91,7 @@ def test_inference_prints_test_dice_as_validated(trained):
     assert (entry["kind"], entry["split"]) == ("sample", "test") and "32x32 px" in entry["policy"]
 
 
+@pytest.mark.slow
 def test_inference_refuses_the_wrong_architecture(trained):
     result = subprocess.run(
         [sys.executable, "-m", "petlib.inference", "--model", "unet", "--model_path",
@@ -93,6 +101,7 @@ def test_inference_refuses_the_wrong_architecture(trained):
     assert result.returncode != 0 and "holds a 'resnet34_unet' model, not 'unet'" in result.stderr
 
 
+@pytest.mark.slow
 def test_predict_writes_mask_and_overlay_at_the_images_size(trained, tmp_path):
     name = read_split(SAMPLE_ROOT, "test")[0].name
     image = SAMPLE_ROOT / "images" / f"{name}.jpg"
@@ -109,6 +118,7 @@ def test_predict_writes_mask_and_overlay_at_the_images_size(trained, tmp_path):
         assert set(np.unique(np.asarray(mask)).tolist()) <= {0, 255}
 
 
+@pytest.mark.slow
 def test_predict_names_a_missing_image(trained, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "petlib.predict", str(tmp_path / "nope.jpg"), "--model_path",
@@ -127,7 +137,7 @@ def sample_photos(folder, count: int) -> list:
     return [shutil.copy(SAMPLE_ROOT / "images" / f"{name}.jpg", folder / f"{name}.jpg") for name in names]
 
 
-def test_predict_a_folder_with_a_broken_file_writes_the_rest_and_names_it(trained, tmp_path, capsys):
+def test_predict_a_folder_with_a_broken_file_writes_the_rest_and_names_it(trained_unet, tmp_path, capsys):
     from pathlib import Path
 
     from petlib.cli.predict import main
@@ -139,7 +149,7 @@ def test_predict_a_folder_with_a_broken_file_writes_the_rest_and_names_it(traine
     (tmp_path / "photos" / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
     (tmp_path / "photos" / "notes.txt").write_text("not a photo, and not named as one")
     out = tmp_path / "masks"
-    status = main([str(tmp_path / "photos"), "--model_path", str(trained / "resnet34_unet.pth"), "--out_dir", str(out),
+    status = main([str(tmp_path / "photos"), "--model_path", str(trained_unet.checkpoint), "--out_dir", str(out),
                    "--batch_size", "2", "--threshold", "0.4", "--device", "cpu"])
     captured = capsys.readouterr()
     assert status == 1  # something was skipped
@@ -159,19 +169,19 @@ def test_predict_a_folder_with_a_broken_file_writes_the_rest_and_names_it(traine
                                                           for kind in ("mask", "overlay"))
     # Masks written beside the photos are never read back as photos by a second run.
     for _ in range(2):
-        assert main([str(tmp_path / "photos"), "--model_path", str(trained / "resnet34_unet.pth"),
+        assert main([str(tmp_path / "photos"), "--model_path", str(trained_unet.checkpoint),
                      "--out_dir", str(tmp_path / "photos"), "--no_overlay"]) == 1
         assert capsys.readouterr().out.startswith("4 photo(s)")
 
 
-def test_predict_takes_patterns_keeps_equal_stems_apart_and_thresholds(trained, tmp_path, capsys):
+def test_predict_takes_patterns_keeps_equal_stems_apart_and_thresholds(trained_unet, tmp_path, capsys):
     from petlib.cli.predict import main
 
     for folder in ("a", "b"):
         sample_photos(tmp_path / folder, 1)
     name = read_split(SAMPLE_ROOT, "test")[0].name
     out = tmp_path / "masks"
-    common = ["--model_path", str(trained / "resnet34_unet.pth"), "--no_overlay", "--tta", "off"]
+    common = ["--model_path", str(trained_unet.checkpoint), "--no_overlay", "--tta", "off"]
     # The pattern as the user quoted it (no shell here): petlib expands it.
     assert main([str(tmp_path / "*" / f"{name}.jpg"), "--out_dir", str(out / "low"), "--threshold", "0.05", *common]) == 0
     assert main([str(tmp_path / "a" / f"{name}.jpg"), "--out_dir", str(out / "high"), "--threshold", "0.95", *common]) == 0
@@ -182,7 +192,7 @@ def test_predict_takes_patterns_keeps_equal_stems_apart_and_thresholds(trained, 
     assert (high <= low).all() and low.sum() > high.sum()  # a higher threshold marks fewer pixels pet
 
 
-def test_predict_follows_the_photos_exif_orientation(trained, tmp_path, capsys):
+def test_predict_follows_the_photos_exif_orientation(trained_unet, tmp_path, capsys):
     from petlib.cli.predict import main
 
     name = read_split(SAMPLE_ROOT, "test")[0].name
@@ -190,7 +200,7 @@ def test_predict_follows_the_photos_exif_orientation(trained, tmp_path, capsys):
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: viewers rotate it 90 degrees clockwise
     photo.save(tmp_path / "phone.jpg", exif=exif)
-    assert main([str(tmp_path / "phone.jpg"), "--model_path", str(trained / "resnet34_unet.pth"),
+    assert main([str(tmp_path / "phone.jpg"), "--model_path", str(trained_unet.checkpoint),
                  "--out_dir", str(tmp_path / "out")]) == 0
     width, height = photo.size
     assert Image.open(tmp_path / "out" / "phone_mask.png").size == (height, width)
@@ -221,6 +231,7 @@ def test_predict_refuses_a_cuda_device_where_there_is_none(tmp_path, capsys):
     assert exit_.value.code == 2 and "no CUDA device" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_main_job_runs_both_networks_quickly(tmp_path):
     stdout = run("petlib.run", "--quick", "--epochs", "1", "--image_size", "32", cwd=tmp_path)
     assert "embedded sample" in stdout
@@ -244,6 +255,7 @@ def test_console_commands_are_installed_for_each_module():
         assert module == "petlib.cli" and callable(getattr(__import__(module, fromlist=[function]), function))
 
 
+@pytest.mark.slow  # child processes: the installed console scripts
 @pytest.mark.parametrize("command, module", [("petlib-eval", "petlib.inference"), ("petlib-export", "petlib.export")])
 def test_a_console_command_runs_and_names_itself(command, module):
     import shutil
@@ -366,26 +378,25 @@ def test_compare_recipes_takes_out_dir_and_its_old_name(monkeypatch, flag):
 # ----------------------------------------------------------------------------- progress bars
 
 
-def tiny_train(out, *extra: str) -> subprocess.CompletedProcess:
-    """One epoch of a 4-channel UNet at 16 px on 16 images, stdout and stderr into pipes (not a terminal).
+def tiny_train(command, out, *extra: str):
+    """One epoch of a 4-channel UNet at 16 px on 16 images, stdout and stderr captured (not a terminal).
 
-    Output as bytes: text mode would turn the bars' carriage returns into newlines.
+    The output is kept as written: the bars' carriage returns are not turned into newlines.
     """
-    return subprocess.run(
-        [sys.executable, "-m", "petlib.train", "--model", "unet", "--model_kwargs", '{"base_channels": 4}',
-         "--data_path", str(SAMPLE_ROOT), "--subset", "16", "--image_size", "16", "--batch_size", "4",
-         "--epochs", "1", "--device", "cpu", "--out_dir", str(out), *extra],
-        capture_output=True, timeout=600,
-    )
+    from petlib.cli.train import main
+
+    return command(main, "--model", "unet", "--model_kwargs", '{"base_channels": 4}', "--data_path", str(SAMPLE_ROOT),
+                   "--subset", "16", "--image_size", "16", "--batch_size", "4", "--epochs", "1", "--device", "cpu",
+                   "--out_dir", str(out), *extra)
 
 
-def test_no_progress_bars_into_a_log_file(tmp_path):
-    quiet = tiny_train(tmp_path / "quiet")
-    assert quiet.returncode == 0, quiet.stderr.decode()
-    assert b"\r" not in quiet.stderr and b"\r" not in quiet.stdout
-    assert b"epoch   1/1" in quiet.stdout  # a line per epoch instead
-    forced = tiny_train(tmp_path / "forced", "--progress")  # the check can see a bar when there is one
-    assert forced.returncode == 0 and b"\r" in forced.stderr
+def test_no_progress_bars_into_a_log_file(tmp_path, command):
+    quiet = tiny_train(command, tmp_path / "quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "\r" not in quiet.stderr and "\r" not in quiet.stdout
+    assert "epoch   1/1" in quiet.stdout  # a line per epoch instead
+    forced = tiny_train(command, tmp_path / "forced", "--progress")  # the check can see a bar when there is one
+    assert forced.returncode == 0 and "\r" in forced.stderr
 
 
 def test_stderr_is_interactive_only_for_a_terminal(monkeypatch):
@@ -425,17 +436,40 @@ def test_the_cache_build_shows_a_bar_only_on_a_terminal(monkeypatch, interactive
 # ----------------------------------------------------------------------------- errors
 
 
-def run_failing(*args: str, cwd=None, debug: bool = False) -> subprocess.CompletedProcess:
+def main_of(module: str):
+    """The ``main`` that ``python -m <module>`` runs through run_main."""
+    import importlib
+
+    if module == "petlib.research.bench":  # its __main__ runs the command when imported
+        module = "petlib.research.bench.report"
+    return importlib.import_module(module).main
+
+
+def child_process(*args: str, cwd=None, debug: bool = False) -> subprocess.CompletedProcess:
+    """``python -m *args`` in a child process, ``PETLIB_DEBUG`` set as ``debug`` says."""
     import os
 
     env = {**os.environ, "PETLIB_DEBUG": "1" if debug else "0"}
-    result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env,
-                            timeout=600)
-    assert result.returncode != 0, result.stdout
-    return result
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
 
 
-def test_train_without_the_dataset_says_how_to_get_it_without_a_traceback(tmp_path):
+@pytest.fixture(params=["in process", pytest.param("child process", marks=pytest.mark.slow)])
+def run_failing(request, command):
+    """``run_failing(module, *argv, cwd=None, debug=False)``: ``python -m module *argv``, which must fail;
+    run in this process (conftest's ``command``), and, in the slow tier, in a child process too."""
+
+    def run_failing(module: str, *args: str, cwd=None, debug: bool = False):
+        if request.param == "child process":
+            result = child_process(module, *args, cwd=cwd, debug=debug)
+        else:
+            result = command(main_of(module), *args, cwd=cwd, debug=debug)
+        assert result.returncode != 0, result.stdout
+        return result
+
+    return run_failing
+
+
+def test_train_without_the_dataset_says_how_to_get_it_without_a_traceback(tmp_path, run_failing):
     result = run_failing("petlib.train", "--data_path", "nowhere", "--epochs", "1", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith("error: Oxford-IIIT Pet not found")
@@ -445,27 +479,31 @@ def test_train_without_the_dataset_says_how_to_get_it_without_a_traceback(tmp_pa
     assert "Traceback" in debug.stderr and "DatasetNotFoundError" in debug.stderr
 
 
-@pytest.mark.parametrize("command", [
+@pytest.mark.parametrize("argv", [
     ["petlib.inference", "--model_path"],
     ["petlib.predict", "photo.jpg", "--out_dir", "out", "--model_path"],
 ])
-def test_a_file_that_is_no_checkpoint_is_one_line_of_error(tmp_path, command):
+def test_a_file_that_is_no_checkpoint_is_one_line_of_error(tmp_path, command, argv):
     (tmp_path / "photo.jpg").write_bytes(b"")
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    result = run_failing(*command, str(junk), cwd=tmp_path)
+    module, *args = argv
+    result = command(main_of(module), *args, str(junk), cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: could not read checkpoint") and "junk.pth" in result.stderr
-    debug = run_failing(*command, str(junk), "--debug", cwd=tmp_path)
+    debug = command(main_of(module), *args, str(junk), "--debug", cwd=tmp_path)
+    assert debug.returncode != 0
     assert "Traceback" in debug.stderr and "CheckpointError" in debug.stderr
 
 
-@pytest.mark.parametrize("command", [
+@pytest.mark.parametrize("argv", [
     ["petlib.research.experiments", "lr-find", "--data_path", "nowhere"],
     ["petlib.research.bench", "--quick", "--sections", "loader", "--skip_peer", "--data_path", "nowhere"],
 ])
-def test_other_commands_report_errors_the_same_way(tmp_path, command):
-    result = run_failing(*command, cwd=tmp_path)
+def test_other_commands_report_errors_the_same_way(tmp_path, command, argv):
+    module, *args = argv
+    result = command(main_of(module), *args, cwd=tmp_path)
+    assert result.returncode != 0, result.stdout
     assert result.returncode == 1 and "Traceback" not in result.stderr and "error: Oxford-IIIT Pet not found" in result.stderr
 
 
@@ -502,10 +540,10 @@ def test_parse_bool_is_the_one_reading_of_yes_and_no(text, expected):
     assert parse_bool(text) is expected
 
 
-def test_train_without_validation_says_which_weights_it_kept(tmp_path):
-    result = tiny_train(tmp_path / "all", "--no_validate", "--epochs", "2")
-    stdout = result.stdout.decode()
-    assert result.returncode == 0, result.stderr.decode()
+def test_train_without_validation_says_which_weights_it_kept(tmp_path, command):
+    result = tiny_train(command, tmp_path / "all", "--no_validate", "--epochs", "2")
+    stdout = result.stdout
+    assert result.returncode == 0, result.stderr
     assert "16 train images (every trainval image; no validation" in stdout
     assert "val Dice" not in stdout and "best validation Dice" not in stdout
     assert "no validation split (--validate holds out every 10th trainval image): the model is the last epoch's" in stdout

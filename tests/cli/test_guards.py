@@ -2,16 +2,15 @@
 
 Errors a user can fix are one ``error: ...`` message (argparse's usage and error for usage
 mistakes) that says what is wrong, never a traceback; every printed score is a number in
-[0, 1] and is the number the library computes for the same checkpoint. A 4-channel UNet
-trained for 2 epochs at 32 px keeps the commands fast; its Dice is neither 0 nor 1 and differs
-from its IoU, so a score printed in the wrong place or scale shows.
+[0, 1] and is the number the library computes for the same checkpoint. The commands run in this
+process (conftest's ``command``: their ``main`` as ``python -m`` runs it), on conftest's
+``trained_unet``: a 4-channel UNet trained by ``petlib-train`` for 2 epochs at 32 px, whose Dice
+is neither 0 nor 1 and differs from its IoU, so a score printed in the wrong place or scale shows.
+tests/cli/test_common.py runs each command in a child process (marked slow).
 """
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
+from petlib.cli.evaluate import main as evaluate_main
+from petlib.cli.predict import main as predict_main
+from petlib.cli.train import main as train_main
 from petlib.data import SAMPLE_ROOT, read_split
 from petlib.evaluation.score import evaluate_checkpoint, score_at_original_size, validated_tta
 from petlib.models import build_model
@@ -30,25 +32,17 @@ SAMPLE = str(SAMPLE_ROOT)
 TINY_UNET = ["--model", "unet", "--model_kwargs", '{"base_channels": 4}', "--image_size", "32", "--device", "cpu"]
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """``python -m *args``, its exit status and output kept, whatever they are."""
-    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+@pytest.fixture
+def succeed(command):
+    """``succeed(main, *argv)``: the command's stdout, once it exited 0 without a traceback."""
 
+    def succeed(main, *argv) -> str:
+        result = command(main, *argv)
+        assert result.returncode == 0, f"{argv} failed:\n{result.stdout}\n{result.stderr}"
+        assert "Traceback" not in result.stderr, result.stderr
+        return result.stdout
 
-def succeed(*args: str) -> str:
-    result = run(*args)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stderr, result.stderr
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, str]:
-    """A 4-channel UNet trained by ``python -m petlib.train`` (2 epochs, 16 images): (folder, stdout)."""
-    out = tmp_path_factory.mktemp("models")
-    stdout = succeed("petlib.train", *TINY_UNET, "--data_path", SAMPLE, "--subset", "16", "--epochs", "2",
-                     "--batch_size", "4", "--validate", "--out_dir", str(out), "--no-progress")
-    return out, stdout
+    return succeed
 
 
 def score(text: str) -> float:
@@ -61,8 +55,8 @@ def score(text: str) -> float:
 # ----------------------------------------------------------------------------- scores
 
 
-def test_train_prints_its_best_validation_dice(trained):
-    out, stdout = trained
+def test_train_prints_its_best_validation_dice(trained_unet):
+    out, stdout = trained_unet.folder, trained_unet.stdout
     history = read_history(out / "unet_history.csv")
     best = load_checkpoint(out / "unet.pth")
     dices = [row["val_dice"] for row in history]
@@ -77,10 +71,10 @@ def test_train_prints_its_best_validation_dice(trained):
 
 
 @pytest.mark.parametrize("tta", [None, "off", "on"])
-def test_inference_prints_the_scores_evaluate_checkpoint_returns(trained, tta):
-    path = trained[0] / "unet.pth"
+def test_inference_prints_the_scores_evaluate_checkpoint_returns(trained_unet, succeed, tta):
+    path = trained_unet.checkpoint
     flags = [] if tta is None else ["--tta", tta]
-    stdout = succeed("petlib.inference", "--model_path", str(path), "--data_path", SAMPLE, "--no_card", *flags)
+    stdout = succeed(evaluate_main, "--model_path", str(path), "--data_path", SAMPLE, "--no_card", *flags)
     # By default the checkpoint's own validation policy (petlib's recipe: flip TTA).
     used_tta = validated_tta(load_checkpoint(path)) if tta is None else tta == "on"
     expected = evaluate_checkpoint(path, SAMPLE, "test", tta=used_tta)
@@ -94,9 +88,9 @@ def test_inference_prints_the_scores_evaluate_checkpoint_returns(trained, tta):
                                 "with flip TTA" if used_tta else "without TTA")
 
 
-def test_inference_at_original_size_prints_score_at_original_size(trained):
-    path = trained[0] / "unet.pth"
-    stdout = succeed("petlib.inference", "--model_path", str(path), "--data_path", SAMPLE, "--no_card",
+def test_inference_at_original_size_prints_score_at_original_size(trained_unet, succeed):
+    path = trained_unet.checkpoint
+    stdout = succeed(evaluate_main, "--model_path", str(path), "--data_path", SAMPLE, "--no_card",
                      "--original_size")
     model, checkpoint = load_model(path)
     expected = score_at_original_size(model, SAMPLE, "test", image_size=32, tta=validated_tta(checkpoint))
@@ -116,22 +110,22 @@ def zero_checkpoint(path: Path) -> Path:
                             "config": config.to_dict(), "history": [], "epoch": 1}, path)
 
 
-def test_a_probability_of_exactly_one_half_is_background_at_the_command_line(tmp_path):
+def test_a_probability_of_exactly_one_half_is_background_at_the_command_line(tmp_path, succeed):
     checkpoint = zero_checkpoint(tmp_path / "zero.pth")
     photo = SAMPLE_ROOT / "images" / f"{read_split(SAMPLE, 'test')[0].name}.jpg"
-    stdout = succeed("petlib.predict", str(photo), "--model_path", str(checkpoint), "--out_dir", str(tmp_path / "out"))
+    stdout = succeed(predict_main, str(photo), "--model_path", str(checkpoint), "--out_dir", str(tmp_path / "out"))
     assert ": 0.0% pet" in stdout
     [mask] = (tmp_path / "out").glob("*_mask.png")
     assert not np.asarray(Image.open(mask)).any()
     # Every test image has a pet, all of it missed: Dice and IoU 0, not the 1 of "both empty".
-    stdout = succeed("petlib.inference", "--model_path", str(checkpoint), "--data_path", SAMPLE, "--no_card")
+    stdout = succeed(evaluate_main, "--model_path", str(checkpoint), "--data_path", SAMPLE, "--no_card")
     assert re.search(r"^test Dice 0\.0000 \| test IoU 0\.0000 ", stdout, flags=re.M), stdout
 
 
 # ----------------------------------------------------------------------------- errors
 
 
-def assert_one_error(result: subprocess.CompletedProcess, status: int, message: str) -> None:
+def assert_one_error(result, status: int, message: str) -> None:
     """Exit ``status``, and stderr is the error ``message`` (a regex) alone: no traceback."""
     assert "Traceback" not in result.stderr and 'File "' not in result.stderr, result.stderr
     assert result.returncode == status, (result.returncode, result.stderr)
@@ -143,64 +137,63 @@ def assert_one_error(result: subprocess.CompletedProcess, status: int, message: 
         assert re.match("error: " + message, result.stderr), result.stderr
 
 
-def test_inference_of_another_architecture_is_one_error(trained):
-    path = trained[0] / "unet.pth"
-    result = run("petlib.inference", "--model", "resnet34_unet", "--model_path", str(path), "--data_path", SAMPLE,
+def test_inference_of_another_architecture_is_one_error(trained_unet, command):
+    path = trained_unet.checkpoint
+    result = command(evaluate_main, "--model", "resnet34_unet", "--model_path", str(path), "--data_path", SAMPLE,
                  "--no_card")
     assert_one_error(result, 1, re.escape(f"{path} holds a 'unet' model, not 'resnet34_unet'; pass --model unet"))
 
 
-def test_inference_of_a_missing_checkpoint_or_dataset_is_one_error(trained, tmp_path):
+def test_inference_of_a_missing_checkpoint_or_dataset_is_one_error(trained_unet, command, tmp_path):
     missing = tmp_path / "nothere.pth"
-    result = run("petlib.inference", "--model_path", str(missing), "--data_path", SAMPLE)
+    result = command(evaluate_main, "--model_path", str(missing), "--data_path", SAMPLE)
     assert_one_error(result, 1, r".*" + re.escape(str(missing)))
-    result = run("petlib.inference", "--model_path", str(trained[0] / "unet.pth"), "--data_path",
+    result = command(evaluate_main, "--model_path", str(trained_unet.checkpoint), "--data_path",
                  str(tmp_path / "nowhere"), "--no_card")
     assert_one_error(result, 1, r"Oxford-IIIT Pet not found: .*nowhere")
     assert f"python -m petlib.data download --data_path {tmp_path / 'nowhere'}" in result.stderr
 
 
-def test_predict_of_only_missing_photos_is_one_error(trained, tmp_path):
-    result = run("petlib.predict", str(tmp_path / "nope.jpg"), "--model_path", str(trained[0] / "unet.pth"),
+def test_predict_of_only_missing_photos_is_one_error(trained_unet, command, tmp_path):
+    result = command(predict_main, str(tmp_path / "nope.jpg"), "--model_path", str(trained_unet.checkpoint),
                  "--out_dir", str(tmp_path / "out"))
     assert_one_error(result, 1, r"nothing to segment: no image file, folder of images or matching pattern: .*nope\.jpg$")
     assert not (tmp_path / "out").exists()
 
 
-def test_predict_skips_a_missing_photo_like_a_broken_one_and_segments_the_rest(trained, tmp_path):
+def test_predict_skips_a_missing_photo_like_a_broken_one_and_segments_the_rest(trained_unet, command, tmp_path):
     photos = [SAMPLE_ROOT / "images" / f"{entry.name}.jpg" for entry in read_split(SAMPLE, "test")[:2]]
     missing = tmp_path / "missing.jpg"
-    result = run("petlib.predict", str(photos[0]), str(missing), str(photos[1]), "--model_path",
-                 str(trained[0] / "unet.pth"), "--out_dir", str(tmp_path / "out"))
+    result = command(predict_main, str(photos[0]), str(missing), str(photos[1]), "--model_path",
+                     str(trained_unet.checkpoint), "--out_dir", str(tmp_path / "out"))
     assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr
     assert result.stderr == f"skipped: no image file, folder of images or matching pattern: {missing}\n"
     assert sorted(p.name for p in (tmp_path / "out").glob("*_mask.png")) == sorted(f"{p.stem}_mask.png" for p in photos)
     assert result.stdout.splitlines()[-1].endswith(f"; skipped 1 naming no image: {missing}")
 
 
-def test_predict_names_an_unreadable_photo_and_segments_the_others(trained, tmp_path):
+def test_predict_names_an_unreadable_photo_and_segments_the_others(trained_unet, command, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a photo")
     photo = SAMPLE_ROOT / "images" / f"{read_split(SAMPLE, 'test')[0].name}.jpg"
-    result = run("petlib.predict", str(broken), str(photo), "--model_path", str(trained[0] / "unet.pth"),
-                 "--out_dir", str(tmp_path / "out"))
+    result = command(predict_main, str(broken), str(photo), "--model_path", str(trained_unet.checkpoint),
+                     "--out_dir", str(tmp_path / "out"))
     assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr
     assert re.fullmatch(r"skipped: cannot read image \S*broken\.jpg: .*\n", result.stderr), result.stderr
     assert [p.name for p in (tmp_path / "out").glob("*_mask.png")] == [f"{photo.stem}_mask.png"]
 
 
-def test_train_over_an_earlier_run_or_stretching_its_schedule_is_one_error(trained, tmp_path):
-    out = tmp_path / "copy"
-    shutil.copytree(trained[0], out)
+def test_train_over_an_earlier_run_or_stretching_its_schedule_is_one_error(trained_unet_copy, command):
+    out = trained_unet_copy.folder
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    common = ["petlib.train", *TINY_UNET, "--data_path", SAMPLE, "--subset", "16", "--batch_size", "4",
+    common = [train_main, *TINY_UNET, "--data_path", SAMPLE, "--subset", "16", "--batch_size", "4",
               "--validate", "--out_dir", str(out), "--no-progress"]
     best = load_checkpoint(out / "unet.pth")
-    result = run(*common, "--epochs", "2")
+    result = command(*common, "--epochs", "2")
     assert_one_error(result, 1, re.escape(f"{out / 'unet.pth'} holds the best checkpoint of an earlier run "
                                           f"(epoch {best['epoch']}, validation Dice {best['best_dice']:.4f})"))
     assert "--resume" in result.stderr and "--overwrite" in result.stderr
-    result = run(*common, "--epochs", "3", "--resume")
+    result = command(*common, "--epochs", "3", "--resume")
     assert_one_error(result, 1, re.escape(f"{out / 'unet_last.pth'} was planned for 2 epochs with a 'onecycle' "
                                           "schedule; resuming continues that plan."))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written
