@@ -1,5 +1,9 @@
-"""What the dataset hands a model, on a tiny fake release: labels resized without blending, images as PIL
-resizes them, the splits' rule, and the batch path equal to the item path.
+"""Properties of the data layer. The dataset, on a tiny fake release: labels resized without blending,
+images as PIL resizes them, the splits' rule, the batch path equal to the item path. The
+augmentation (:mod:`petlib.data.transforms`): its random parameters stay in the ranges it promises
+and its colour jitter is torchvision's; the affine matrices are read back into crop size, aspect
+ratio, centre, rotation and flip (``theta = [[w cos f, -w sin, cx], [h sin f, h cos, cy]]``) and
+checked over many draws.
 
 Written from mutation testing (``make mutation``, tests/README.md).
 """
@@ -9,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import functional as TF
 
 from petlib.data.dataset import OxfordPetSegmentation, evenly_spaced, load_dataset, trimap_to_mask
 from petlib.data.release import read_split, read_trimap
+from petlib.data.transforms import Augment
 
 HEIGHT, WIDTH = 20, 30
 
@@ -135,3 +141,149 @@ def test_a_loader_keeps_a_short_last_batch_only_when_asked_and_never_empties_an_
     shuffled = load_dataset(release, "train", 10, image_size=4, num_workers=0, seed=1)
     assert sorted(next(iter(shuffled))["index"].tolist()) == list(range(10))
     assert next(iter(shuffled))["index"].tolist() != list(range(10))
+
+
+# --------------------------------------------------------------------------- augmentation
+
+N = 4000
+
+
+def parameters(augment: Augment, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Crop half-sizes, centre, angle (degrees) and flip of ``N`` draws, read back from the matrices."""
+    theta = augment.affine(N, torch.zeros(1), torch.Generator().manual_seed(seed)).double()
+    (a, b, cx), (c, d, cy) = theta[:, 0].unbind(1), theta[:, 1].unbind(1)
+    w, h = torch.hypot(a, b), torch.hypot(c, d)
+    det = a * d - b * c  # w h f
+    return {"w": w, "h": h, "cx": cx, "cy": cy, "flip": det.sign(), "area": det.abs(),
+            "angle": torch.rad2deg(torch.atan2(-b, d * w / h)), "orthogonal": (a * c + b * d).abs().max()}
+
+
+def test_the_matrix_is_a_scaled_rotation_with_an_optional_mirror():
+    p = parameters(Augment(scale=(0.5, 0.9), rotation=30))
+    assert p["orthogonal"] < 1e-6  # rows at right angles: no shear
+    assert set(p["flip"].tolist()) == {-1.0, 1.0}
+
+
+def test_crop_area_and_aspect_ratio_cover_their_ranges():
+    p = parameters(Augment(scale=(0.5, 0.9), ratio=(3 / 4, 4 / 3), rotation=0))
+    area, ratio = p["area"], p["w"] / p["h"]
+    assert 0.5 - 1e-6 <= area.min() < 0.51 and 0.89 < area.max() <= 0.9 + 1e-6
+    assert 3 / 4 - 1e-6 <= ratio.min() < 0.76 and 1.32 < ratio.max() <= 4 / 3 + 1e-6
+    assert ratio.log().mean().abs() < 0.01  # log-uniform, centred on square
+
+
+def test_zooming_in_keeps_the_crop_inside_the_image_and_zooming_out_may_leave_it():
+    inside = parameters(Augment(scale=(0.8, 1.0), ratio=(3 / 4, 4 / 3)))
+    assert inside["w"].max() <= 1 + 1e-6 and inside["h"].max() <= 1 + 1e-6
+    assert inside["w"].max() > 0.999  # clamped at the image's edge, not below it
+    outside = parameters(Augment(scale=(0.8, 1.5), ratio=(3 / 4, 4 / 3)))
+    assert outside["w"].max() > 1.3 and outside["h"].max() > 1.3
+
+
+@pytest.mark.parametrize("scale", [(0.5, 0.9), (1.2, 1.5)])
+def test_the_centre_ranges_over_where_the_crop_still_covers_or_holds_the_image(scale):
+    p = parameters(Augment(scale=scale))
+    for centre, size in ((p["cx"], p["w"]), (p["cy"], p["h"])):
+        relative = centre / (1 - size).abs()
+        assert relative.min() >= -1 - 1e-6 and relative.max() <= 1 + 1e-6
+        assert relative.min() < -0.98 and relative.max() > 0.98 and relative.mean().abs() < 0.05
+
+
+def test_rotation_is_uniform_in_plus_minus_its_degrees():
+    angle = parameters(Augment(rotation=5.0))["angle"]
+    assert angle.min() >= -5 - 1e-6 and angle.max() <= 5 + 1e-6
+    assert angle.min() < -4.99 and angle.max() > 4.99 and angle.mean().abs() < 0.1
+
+
+def test_half_the_samples_are_mirrored_and_none_without_hflip():
+    assert (parameters(Augment())["flip"] < 0).double().mean() == pytest.approx(0.5, abs=0.03)
+    assert (parameters(Augment(hflip=False))["flip"] > 0).all()
+
+
+def test_the_matrices_take_the_images_dtype():
+    theta = Augment().affine(3, torch.zeros(1, dtype=torch.float64))
+    assert theta.dtype == torch.float64
+
+
+def test_colour_jitter_is_torchvisions_brightness_contrast_then_saturation():
+    # pixel values in the middle of [0, 1], so no step clips and the one-pass version must agree exactly
+    n, j = 6, 0.3
+    images = 0.35 + 0.3 * torch.rand(n, 3, 5, 4, generator=torch.Generator().manual_seed(1))
+    jittered = Augment(color_jitter=j).jitter(images, torch.Generator().manual_seed(2))
+    u = torch.rand(3 * n, generator=torch.Generator().manual_seed(2))  # the factors it draws, in that order
+    b, c, s = (1 - j + 2 * j * u).view(3, n)
+    for i in range(n):
+        expected = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(images[i], b[i].item()), c[i].item()),
+                                        s[i].item())
+        torch.testing.assert_close(jittered[i], expected, atol=2e-4, rtol=0)
+
+
+def test_colour_jitter_keeps_the_dtype_and_clips_to_0_1():
+    images = torch.rand(2, 3, 4, 4, dtype=torch.float64)
+    out = Augment(color_jitter=0.9).jitter(images, torch.Generator().manual_seed(0))
+    assert out.dtype == torch.float64 and out.min() >= 0 and out.max() <= 1
+
+
+def test_no_rotation_no_crop_no_flip_is_the_identity_matrix():
+    theta = Augment(hflip=False, scale=(1, 1), ratio=(1, 1), rotation=0).affine(2, torch.zeros(1))
+    torch.testing.assert_close(theta, torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(2, 2, 3))
+
+
+# --------------------------------------------------------------------------- transforms given to the dataset, reading
+
+
+def test_a_plain_transform_gets_mask_and_trimap_and_must_give_both_back(release):
+    def to_float64(image, masks):
+        return image, masks.double()
+
+    item = OxfordPetSegmentation(release, "trainval", image_size=(10, 15), transform=to_float64)[3]
+    assert item["mask"].dtype == torch.float32 and item["trimap"].dtype == torch.uint8 and item["index"] == 3
+    assert np.array_equal(item["trimap"][0].numpy(), block_trimap(3)[::2, ::2])
+    dropped = OxfordPetSegmentation(release, "trainval", image_size=(10, 15), transform=lambda i, m: (i, m[:1]))
+    with pytest.raises(ValueError, match="masks"):
+        dropped[0]
+
+
+def test_a_v2_transform_gets_its_index_and_must_keep_the_shapes(release):
+    from torchvision.transforms import v2
+
+    item = OxfordPetSegmentation(release, "trainval", image_size=(10, 15), transform=v2.RandomHorizontalFlip(p=1))[5]
+    assert item["index"] == 5
+    assert np.array_equal(item["trimap"][0].numpy(), block_trimap(5)[::2, ::2][:, ::-1])
+
+    class Returns(v2.Transform):
+        def __init__(self, change):
+            super().__init__()
+            self.change = change
+
+        def forward(self, *inputs):
+            return self.change(*inputs)
+
+    bad = {
+        "trimap smaller": lambda image, mask, trimap: (image, mask, trimap[..., :-1]),
+        "two-plane masks": lambda image, mask, trimap: (image, mask.repeat(2, 1, 1), trimap.repeat(2, 1, 1)),
+        "image smaller": lambda image, mask, trimap: (image[..., :-1], mask, trimap),
+    }
+    for name, change in bad.items():
+        dataset = OxfordPetSegmentation(release, "trainval", image_size=(10, 15), transform=Returns(change))
+        with pytest.raises(ValueError, match="expected"):
+            dataset[0]
+
+
+def test_a_jpeg_is_decoded_at_a_reduced_scale_only_down_to_min_size(tmp_path):
+    from petlib.data.release import read_image, read_image_and_size
+
+    path = tmp_path / "big.jpg"
+    Image.fromarray(np.zeros((400, 320, 3), np.uint8)).save(path, "JPEG")
+    image, size = read_image_and_size(path, min_size=(90, 70))
+    assert size == (320, 400) and image.size == (80, 100)  # 1/4 scale: still at least 70 x 90
+    assert read_image(path, min_size=(90, 70)).size == (80, 100)
+    assert read_image(path).size == (320, 400)
+
+
+def test_without_the_shipped_sample_the_missing_data_error_says_how_to_get_it(tmp_path, monkeypatch):
+    from petlib.data import release as release_module
+
+    monkeypatch.setattr(release_module, "SAMPLE_ROOT", tmp_path / "no-sample")
+    with pytest.raises(release_module.DatasetNotFoundError, match="git clone"):
+        read_split(tmp_path / "nothing", "train")

@@ -314,3 +314,34 @@ def test_predict_without_a_config_in_the_checkpoint_uses_the_default_size(tmp_pa
     monkeypatch.setattr(predict_cli, "load_model", lambda path: (model, {"model_name": "old"}))
     run_predict(tmp_path)
     assert sizes == [(256, 256)]  # TrainConfig's image_size, and no TTA (not validated with it)
+
+
+def test_photos_reach_the_model_resized_as_the_dataset_resizes_them(tmp_path):
+    from petlib.data.dataset import OxfordPetSegmentation
+    from petlib.evaluation.predict import _to_batch
+    from tests.data.test_dataset_properties import write_release
+
+    root = write_release(tmp_path / "pets", count=2)
+    dataset = OxfordPetSegmentation(root, "test", image_size=7)
+    image = Image.open(dataset.image_path(0))
+    torch.testing.assert_close(_to_batch([image], 7)[0], dataset[0]["image"])
+    gray = _to_batch([image.convert("L")], 7)[0]  # a grayscale photo comes in as RGB
+    assert gray.shape == (3, 7, 7) and torch.equal(gray[0], gray[2])
+
+
+def test_predict_help_names_the_command_and_shows_its_examples(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["petlib-predict"])
+    parser = predict_cli.build_parser()
+    text = parser.format_help()
+    assert parser.prog == "petlib-predict" and text.startswith("usage: petlib-predict")
+    assert predict_cli.__doc__.split("\n\n")[0].split()[0] in text
+    assert "IMAGE [IMAGE ...]" in text
+    for line in ("petlib-predict photos/ --model_path saved_models/resnet34_unet.pth --out_dir masks/",
+                 "# every photo in photos/: masks/<stem>_mask.png and <stem>_overlay.png",
+                 "petlib-predict cat.jpg \"albums/**/*.png\" --model_path pets-resnet34-unet --out_dir masks/ --tta on",
+                 "# a file and a pattern, with a model folder, averaging with the mirrored photo",
+                 "petlib-predict photos/ --model_path saved_models/unet.pth --out_dir masks/ --no_overlay --threshold 0.6",
+                 "# masks only, a pixel is pet above probability 0.6"):
+        assert line in text, line
+    args = parser.parse_args(["a.jpg", "--model_path", "m", "--out_dir", "o"])
+    assert args.overlay is True and args.threshold == 0.5 and args.batch_size == 8 and args.tta is None

@@ -287,3 +287,108 @@ def test_the_learning_rate_in_the_history_follows_the_schedule(tmp_path, tiny_co
     lrs = scheduled_lrs(config, steps_per_epoch=2)
     assert [row["lr"] for row in result.history] == pytest.approx([lrs[0], lrs[2], lrs[4]])
     assert len({row["lr"] for row in result.history}) == 3  # it moved
+
+
+# --------------------------------------------------------------------------- what fit hands the loops
+
+
+def test_fit_trains_and_validates_with_the_configs_settings(tmp_path, tiny_config, monkeypatch):
+    from petlib.training import engine
+
+    calls = {"train": [], "evaluate": []}
+    real_train, real_evaluate = engine.train_one_epoch, engine.evaluate
+
+    def train_spy(*args, **kwargs):
+        calls["train"].append((args, kwargs))
+        return real_train(*args, **kwargs)
+
+    def evaluate_spy(*args, **kwargs):
+        calls["evaluate"].append((args, kwargs))
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", train_spy)
+    monkeypatch.setattr(engine, "evaluate", evaluate_spy)
+    config = tiny_config(tmp_path, epochs=1, grad_clip=0.5, tta=True, ignore_border=True, augment=True, rotation=3.0,
+                         channels_last="on", save_last=False, cache=True, num_workers=0)
+    result = fit(config, progress=False, log=None)
+    (args, kwargs), = calls["train"]
+    model, loader, optimizer, loss_fn, device = args
+    assert model is result.model and device == CPU and len(loader.dataset) == 8
+    assert kwargs["augment"] == config.augmentation() and kwargs["grad_clip"] == 0.5
+    assert kwargs["ignore_border"] is True and kwargs["channels_last"] is True and kwargs["amp_dtype"] is None
+    assert kwargs["scheduler"] is not None and kwargs["scaler"] is not None and not kwargs["scaler"].is_enabled()
+    assert kwargs["progress"] is False and kwargs["description"] == "epoch 1/1"
+    (args, kwargs), = calls["evaluate"]
+    assert args[0] is result.model and args[2] == CPU and args[3] is loss_fn and len(args[1].dataset) == 8
+    assert kwargs == {"amp_dtype": None, "channels_last": True, "tta": True, "pad_to": None}
+    row, = result.history
+    assert {"val_loss", "val_dice", "val_iou", "train_loss", "lr", "epoch"} <= set(row)
+    assert not math.isnan(row["val_loss"]) and not math.isnan(row["val_dice"])
+
+
+def test_each_epochs_shuffle_depends_on_the_seed_and_the_epoch_only(tmp_path, tiny_config):
+    from petlib.training.engine import _set_epoch, make_loaders
+
+    config = tiny_config(tmp_path, subset=12, batch_size=12, cache=True, num_workers=0)
+    loader = make_loaders(config, CPU, modes=("train",))["train"]
+    order = lambda: next(iter(loader))["index"].tolist()  # noqa: E731
+    _set_epoch(loader, config.seed, 1)
+    first = order()
+    _set_epoch(loader, config.seed, 2)
+    second = order()
+    torch.manual_seed(123)  # the global generator plays no part
+    _set_epoch(loader, config.seed, 1)
+    assert order() == first and second != first
+
+
+def test_images_format_keeps_channels_last_batches_channels_last():
+    from petlib.training.engine import images_format
+
+    images = torch.rand(2, 3, 4, 4)
+    assert images_format(images) == torch.contiguous_format
+    assert images_format(images.contiguous(memory_format=torch.channels_last)) == torch.channels_last
+    assert images_format(torch.rand(2, 3, 1, 1)) == torch.contiguous_format  # both at once: plain
+
+
+def test_evaluation_batches_are_twice_the_training_batch_unless_set():
+    from petlib.training.engine import eval_batch_size
+
+    assert eval_batch_size(TrainConfig(batch_size=6)) == 12
+    assert eval_batch_size(TrainConfig(batch_size=6, eval_batch_size=5)) == 5
+
+
+def test_build_makes_what_the_config_asks_for_and_a_resumed_run_loads_no_pretrained_weights():
+    from petlib.training.engine import _build
+
+    config = TrainConfig(model="unet", model_kwargs={"base_channels": 4, "pretrained": True}, channels_last="on",
+                         fused_optimizer="on", amp="off", augment=True, rotation=2.0)
+    training = _build(config, CPU, steps_per_epoch=3, resuming=True)  # a UNet refuses `pretrained`
+    assert config.model_kwargs["pretrained"] is True  # the config itself is left as it was
+    assert training.model.inc[0].out_channels == 4
+    weight = next(p for p in training.model.parameters() if p.ndim == 4)
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert training.optimizer.param_groups[0]["fused"]
+    assert training.augment == config.augmentation() and not training.scaler.is_enabled()
+    assert training.loss_fn.__class__.__name__ == "BCEDiceLoss" and training.scheduler is not None
+
+
+def test_wrap_compiles_both_models_and_pads_evaluation_batches(monkeypatch):
+    from petlib.training import engine
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda model, mode: compiled.append((model, mode)) or ("compiled", model))
+    wrapped = []
+    monkeypatch.setattr(nn.parallel, "DistributedDataParallel",
+                        lambda model, device_ids: wrapped.append((model, device_ids)) or ("ddp", model))
+    config = TrainConfig(model="unet", model_kwargs={"base_channels": 4}, amp="off", compile=True,
+                         compile_mode="max-autotune")
+    training = engine._build(config, CPU, steps_per_epoch=1, resuming=False)
+    engine._wrap(training, config, torch.device("cuda", 1), distributed=True, eval_batch=6)
+    model = training.model
+    assert wrapped == [(model, [1])]
+    assert compiled == [(("ddp", model), "max-autotune"), (model, "max-autotune")]
+    assert training.train_model == ("compiled", ("ddp", model)) and training.eval_model == ("compiled", model)
+    assert training.pad_to == 6
+    wrapped.clear()
+    engine._wrap(training, TrainConfig(compile=False), CPU, distributed=True, eval_batch=6)
+    assert wrapped == [(model, None)] and training.eval_model is model
