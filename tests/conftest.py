@@ -151,6 +151,12 @@ TINY_TRAIN_ARGS = ("--model", "unet", "--model_kwargs", '{"base_channels": 4}', 
                    "--validate", "--no-progress")
 
 
+@pytest.fixture(scope="session")
+def tiny_train_args() -> tuple[str, ...]:
+    """:data:`TINY_TRAIN_ARGS`: petlib-train's flags for the tiny run of :func:`trained_unet` (without ``--out_dir``)."""
+    return TINY_TRAIN_ARGS
+
+
 @dataclass(frozen=True)
 class TrainedRun:
     """The folder of a finished training run and what the command printed."""

@@ -1,8 +1,9 @@
 """The command lines a user runs, end to end on the shipped sample (small sizes).
 
 The tests marked slow start each command as a user types it (``python -m petlib.<command>``, the
-console scripts), on a ResNet34-UNet trained by ``python -m petlib.train``; the others call the
-same ``main`` in this process (conftest's ``command``), on conftest's ``trained_unet``.
+console scripts), on a 4-channel UNet trained by ``python -m petlib.train``; the others call the
+same ``main`` in this process (conftest's ``command``), on conftest's ``trained_unet``, the same
+run trained once for the whole session.
 """
 import json
 import re
@@ -23,14 +24,11 @@ def run(*args: str, cwd=None) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):  # for the slow tests only
-    """A ResNet34-UNet trained for 2 epochs at 32 px on 16 images by `python -m petlib.train`: (folder, stdout)."""
+def trained_run(tmp_path_factory, tiny_train_args):  # for the slow tests only
+    """conftest's tiny UNet (2 epochs at 32 px on 16 images) trained by `python -m petlib.train` in a child
+    process, as a user runs it: (folder, stdout)."""
     out = tmp_path_factory.mktemp("models")
-    stdout = run(
-        "petlib.train", "--model", "resnet34_unet", "--data_path", str(SAMPLE_ROOT), "--epochs", "2",
-        "--image_size", "32", "--batch_size", "4", "--learning-rate", "1e-3", "--out_dir", str(out),
-        "--subset", "16", "--validate", "--no-progress",
-    )
+    stdout = run("petlib.train", *tiny_train_args, "--learning-rate", "1e-3", "--out_dir", str(out))
     assert "epoch   2/2" in stdout and "best validation Dice" in stdout
     return out, stdout
 
@@ -45,14 +43,13 @@ def trained(trained_run):
 def test_train_writes_checkpoints_history_config_curves_and_card(trained_run):
     trained, stdout = trained_run
     names = sorted(p.name for p in trained.iterdir())
-    assert names == ["resnet34_unet.pth", "resnet34_unet_card.json", "resnet34_unet_card.md",
-                     "resnet34_unet_config.json", "resnet34_unet_curves.png", "resnet34_unet_history.csv",
-                     "resnet34_unet_last.pth"]
-    assert len((trained / "resnet34_unet_history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+    assert names == ["unet.pth", "unet_card.json", "unet_card.md", "unet_config.json", "unet_curves.png",
+                     "unet_history.csv", "unet_last.pth"]
+    assert len((trained / "unet_history.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
     # It says where the curves and the card are.
-    assert f"curves: {trained / 'resnet34_unet_curves.png'}\n" in stdout
-    assert f"model card: {trained / 'resnet34_unet_card.json'} and resnet34_unet_card.md\n" in stdout
-    assert Image.open(trained / "resnet34_unet_curves.png").format == "PNG"
+    assert f"curves: {trained / 'unet_curves.png'}\n" in stdout
+    assert f"model card: {trained / 'unet_card.json'} and unet_card.md\n" in stdout
+    assert Image.open(trained / "unet_curves.png").format == "PNG"
 
 
 def test_train_resume(trained_unet_copy, command):
@@ -73,7 +70,7 @@ def test_train_resume(trained_unet_copy, command):
 @pytest.mark.slow
 def test_inference_prints_test_dice_as_validated(trained):
     # petlib's recipe validates with flip TTA: the test score is computed the same way by default.
-    command = ["petlib.inference", "--model", "resnet34_unet", "--model_path", str(trained / "resnet34_unet.pth"),
+    command = ["petlib.inference", "--model", "unet", "--model_path", str(trained / "unet.pth"),
                "--data_path", str(SAMPLE_ROOT), "--batch_size", "16"]
     stdout = run(*command, "--original_size")
     assert re.search(r"on \d+ test images at 32px, with flip TTA, as validated:", stdout), stdout
@@ -82,8 +79,8 @@ def test_inference_prints_test_dice_as_validated(trained):
     without = run(*command, "--tta", "off", "--no_card")
     assert "test IoU" in without and "(without TTA (validated with flip TTA))" in without
     # The score as validated went into the model card; the one with --no_card did not.
-    card = trained / "resnet34_unet_card.json"
-    assert f"test score recorded in the model card: {card} and resnet34_unet_card.md" in stdout
+    card = trained / "unet_card.json"
+    assert f"test score recorded in the model card: {card} and unet_card.md" in stdout
     assert "model card" not in without
     dice = float(re.search(r"test Dice ([01]\.\d+)", stdout).group(1))
     [entry] = json.loads(card.read_text())["test"]
@@ -92,10 +89,16 @@ def test_inference_prints_test_dice_as_validated(trained):
 
 
 @pytest.mark.slow
-def test_inference_refuses_the_wrong_architecture(trained):
+def test_inference_refuses_the_wrong_architecture(tmp_path):
+    from petlib.models import build_model
+    from petlib.training.checkpoint import save_checkpoint
+
+    resnet34_unet = save_checkpoint({"model_name": "resnet34_unet", "model_kwargs": {},
+                                     "model_state": build_model("resnet34_unet").state_dict(), "epoch": 1},
+                                    tmp_path / "resnet34_unet.pth")  # untrained: the architecture is what counts
     result = subprocess.run(
         [sys.executable, "-m", "petlib.inference", "--model", "unet", "--model_path",
-         str(trained / "resnet34_unet.pth"), "--data_path", str(SAMPLE_ROOT)],
+         str(resnet34_unet), "--data_path", str(SAMPLE_ROOT)],
         capture_output=True, text=True,
     )
     assert result.returncode != 0 and "holds a 'resnet34_unet' model, not 'unet'" in result.stderr
@@ -108,8 +111,7 @@ def test_predict_writes_mask_and_overlay_at_the_images_size(trained, tmp_path):
     odd = tmp_path / "odd size.png"  # another format, odd size, a space in the name
     Image.open(image).convert("RGB").resize((77, 53)).save(odd)
     out = tmp_path / "masks"
-    stdout = run("petlib.predict", str(image), str(odd), "--model_path", str(trained / "resnet34_unet.pth"),
-                 "--out", str(out))
+    stdout = run("petlib.predict", str(image), str(odd), "--model_path", str(trained / "unet.pth"), "--out", str(out))
     assert "% pet" in stdout
     for source in (image, odd):
         mask = Image.open(out / f"{source.stem}_mask.png")
@@ -122,7 +124,7 @@ def test_predict_writes_mask_and_overlay_at_the_images_size(trained, tmp_path):
 def test_predict_names_a_missing_image(trained, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "petlib.predict", str(tmp_path / "nope.jpg"), "--model_path",
-         str(trained / "resnet34_unet.pth"), "--out", str(tmp_path)],
+         str(trained / "unet.pth"), "--out", str(tmp_path)],
         capture_output=True, text=True,
     )
     assert result.returncode != 0 and "nope.jpg" in result.stderr
@@ -231,9 +233,14 @@ def test_predict_refuses_a_cuda_device_where_there_is_none(tmp_path, capsys):
     assert exit_.value.code == 2 and "no CUDA device" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_main_job_runs_both_networks_quickly(tmp_path):
-    stdout = run("petlib.run", "--quick", "--epochs", "1", "--image_size", "32", cwd=tmp_path)
+@pytest.mark.slow  # trains both networks; tests/cli/test_run.py runs the main job in a child process
+def test_main_job_runs_both_networks_quickly(tmp_path, command):
+    from petlib.cli.run import main
+
+    # 8 images of each split to train and validate on (the test split is scored whole).
+    result = command(main, "--quick", "--epochs", "1", "--image_size", "32", "--subset", "8", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    stdout = result.stdout
     assert "embedded sample" in stdout
     lines = [line for line in stdout.splitlines() if line.startswith(("unet ", "resnet34_unet "))]
     assert sorted(line.split()[0] for line in lines) == ["resnet34_unet", "unet"]  # run.py's table, in its order

@@ -60,6 +60,7 @@ def test_main_job_trains_both_networks_and_keeps_an_earlier_run(tmp_path):
     assert all((tmp_path / "sample-2" / f"{name}.pth").is_file() for name in RUN_MODELS)
 
 
+@pytest.mark.slow  # end-to-end training: four 1-epoch ResNet34-UNet runs
 def test_fit_never_silently_replaces_an_earlier_runs_best_checkpoint(tmp_path):
     from petlib.data import SAMPLE_ROOT
     from petlib.training.engine import fit

@@ -90,6 +90,7 @@ def test_load_run_reads_checkpoint_and_history_and_says_which_notebook_is_missin
     assert len(load_run(tmp_path, "resnet34_unet").history) == 3  # the CSV has the whole run
 
 
+@pytest.mark.slow  # notebook-scale: scores and times a ResNet34-UNet on the 60 test images
 def test_score_checkpoint_and_panels_on_the_sample(tmp_path):
     run = _fake_run("resnet34_unet", tmp_path)
     result = score_checkpoint(run, SAMPLE_ROOT, "test", batch_size=8, time_repeats=1, device="cpu")

@@ -50,6 +50,7 @@ def assert_matches_pytorch(path, model, tta: bool) -> None:
         assert expected.abs().max().item() > 1e-3  # the comparison is not between two zeros
 
 
+@pytest.mark.slow  # export round trip: ONNX, then onnxruntime
 @pytest.mark.parametrize("name, tta", [("unet", False), ("unet", True), ("resnet34_unet", False)])
 def test_onnx_runs_any_size_in_onnxruntime_with_pytorchs_logits(tmp_path, name, tta):
     pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: pip install 'petlib[export]'")
@@ -67,6 +68,7 @@ def test_onnx_runs_any_size_in_onnxruntime_with_pytorchs_logits(tmp_path, name, 
     assert dims == ["batch", 3, "height", "width"]
 
 
+@pytest.mark.slow  # export round trip: TorchScript
 def test_torchscript_runs_any_size_with_pytorchs_logits(tmp_path):
     model = random_model("unet")
     path = export_torchscript(model, tmp_path / "model.torchscript.pt", tta=True, metadata={"image_size": 32})
@@ -87,6 +89,7 @@ def test_onnx_export_without_its_packages_says_what_to_install(monkeypatch, tmp_
         export_onnx(random_model("unet"), tmp_path / "model.onnx")
 
 
+@pytest.mark.slow  # petlib-export in a child process: an export round trip
 @pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".torchscript.pt")])
 def test_export_command_writes_beside_the_checkpoint_and_checks_it(tmp_path, fmt, suffix):
     if fmt == "onnx":

@@ -36,6 +36,7 @@ def test_quick_run_prints_every_table_with_ratios(tmp_path, capsys):
         assert "-- the headline: **" in printed
 
 
+@pytest.mark.slow  # a benchmark run: times the ResNet34-UNet
 def test_without_smp_the_peer_row_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setattr(harness, "smp_available", lambda: False)
     bench_main(["--quick", "--models", "resnet34_unet", "--sections", "networks"])
@@ -43,6 +44,7 @@ def test_without_smp_the_peer_row_says_how_to_install_it(monkeypatch, capsys):
     assert "| resnet34_unet | 32 | petlib |" in printed and "not installed" in printed
 
 
+@pytest.mark.slow  # a benchmark run: times the UNet
 def test_skip_peer_times_petlib_only(capsys):
     bench_main(["--quick", "--models", "unet", "--sections", "networks", "--skip-peer"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| unet |")]
@@ -77,6 +79,7 @@ def test_peers_count_the_same_flops_as_petlib():
     assert ours[0] > 2 * ours[1]  # a training step costs about three forward passes
 
 
+@pytest.mark.slow  # a child process trains a ResNet34-UNet step
 def test_cpu_peak_memory_is_measured_in_a_fresh_process():
     candidate = bench.petlib_candidate("resnet34_unet", torch.device("cpu"))
     mib = bench.peak_memory_mib(candidate, torch.device("cpu"), 32, 2)
@@ -162,6 +165,7 @@ def test_measure_builds_each_setting_afresh_for_every_repeat(monkeypatch, fresh,
     assert speeds[0].infer == pytest.approx(2 * 2 / 0.005)
 
 
+@pytest.mark.slow  # a child process trains a ResNet34-UNet step
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the CPU memory probe reads /proc")
 def test_cpu_peak_memory_is_the_probe_s_own_not_its_parent_s():
     # Linux carries ru_maxrss from parent to child through fork and exec: a probe started by a
@@ -268,6 +272,7 @@ def test_networks_table_shows_the_headline_peer_spreads_and_the_peak_of_each_row
     assert "ablation, not a peer" in printed and "| unet | 64 | ablation: petlib, options off |" in printed
 
 
+@pytest.mark.slow  # times matrix products to find the peak rate
 def test_precision_peak_and_datasheet():
     from petlib.research.bench import flops
 

@@ -67,6 +67,7 @@ def test_a_single_pair_is_not_enough_to_call_anything():
     assert math.isnan(s[0].se)
 
 
+@pytest.mark.slow  # end-to-end training: 2 candidates x 2 folds
 def test_cv_command_on_a_tiny_setting_writes_records_and_resumes(tmp_path, capsys):
     args = ["cv", "--model", "unet", "--folds", "2", "--epochs", "1", "--image_size", "16", "--batch_size", "4",
             "--candidates", "default", "b:ignore_border=true", "--out", str(tmp_path),

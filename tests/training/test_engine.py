@@ -28,6 +28,7 @@ def engine_config(tiny_config):
     return lambda tmp_path, **overrides: tiny_config(tmp_path / "models", **{**ENGINE_RUN, **overrides})
 
 
+@pytest.mark.slow  # a ResNet34-UNet trained for 8 steps at 64 px
 def test_a_few_steps_on_four_real_images_lower_the_loss():
     torch.manual_seed(0)
     dataset = OxfordPetSegmentation(SAMPLE_ROOT, "train", image_size=64)
@@ -47,6 +48,7 @@ def test_a_few_steps_on_four_real_images_lower_the_loss():
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+@pytest.mark.slow  # end-to-end training: a ResNet34-UNet for 2 epochs
 def test_fit_writes_best_last_history_and_config(tmp_path, engine_config):
     config = engine_config(tmp_path)
     result = fit(config, progress=False, log=None)
@@ -65,6 +67,7 @@ def test_fit_writes_best_last_history_and_config(tmp_path, engine_config):
     assert not [p for p in (tmp_path / "models").iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow  # end-to-end training
 def test_fit_without_save_last_writes_no_resume_point(tmp_path, engine_config):
     out = tmp_path / "models"
     out.mkdir()
@@ -96,6 +99,7 @@ def _weights(path):
     return torch.cat([v.flatten().float() for v in load_checkpoint(path)["model_state"].values()])
 
 
+@pytest.mark.slow  # end-to-end training: two 3-epoch runs
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, engine_config):
     full = fit(engine_config(tmp_path / "full", epochs=3), progress=False, log=None)
 
@@ -158,6 +162,7 @@ def test_resume_keeps_the_best_score_of_the_interrupted_run(tmp_path, monkeypatc
     assert load_checkpoint(result.last_checkpoint)["best_dice"] == 0.7
 
 
+@pytest.mark.slow  # end-to-end training
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path, engine_config):
     result = fit(engine_config(tmp_path, epochs=1), resume=True, progress=False, log=None)
     assert len(result.history) == 1
@@ -293,6 +298,7 @@ def test_misspelt_speed_options_are_refused(field, value):
         TrainConfig(**{field: value})
 
 
+@pytest.mark.slow  # torch.compile traces the ResNet34-UNet, then trains it
 def test_fit_with_compile_trains_and_saves_plain_weights(tmp_path, monkeypatch, engine_config):
     # torch.compile with the mode asked for wraps the training model only; the checkpoint
     # holds the plain model's weights (no "_orig_mod." prefix), loadable without compiling.
@@ -371,6 +377,7 @@ def test_without_validation_the_run_trains_on_every_trainval_image_and_keeps_the
     assert "last epoch, 2; no validation split" in card and "validation Dice" not in card
 
 
+@pytest.mark.slow  # end-to-end training: two 3-epoch runs
 def test_a_run_without_validation_resumes_like_an_uninterrupted_one(tmp_path, engine_config):
     full = fit(engine_config(tmp_path / "full", epochs=3, validate=False), progress=False, log=None)
     config = engine_config(tmp_path / "killed", epochs=3, validate=False)
