@@ -658,9 +658,12 @@ def test_download_replaces_corrupt_archive(
 
 
 def test_download_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    command = importlib.import_module("petlib.cli.data")  # petlib-data (petlib.cli's `data` is its runner)
     calls = []
-    monkeypatch.setattr(data, "download", lambda root, **kwargs: calls.append((root, kwargs)) or root)
-    data.main(["download", "--root", str(tmp_path / "x")])
+    monkeypatch.setattr(command, "download", lambda root, **kwargs: calls.append((root, kwargs)) or root)
+    command.main(["download", "--root", str(tmp_path / "x")])
     assert calls == [(tmp_path / "x", {"remove_archives": False})]
     with pytest.raises(SystemExit):
-        data.main([])
+        command.main([])
