@@ -275,9 +275,10 @@ def test_a_jpeg_is_decoded_at_a_reduced_scale_only_down_to_min_size(tmp_path):
 
     path = tmp_path / "big.jpg"
     Image.fromarray(np.zeros((400, 320, 3), np.uint8)).save(path, "JPEG")
-    image, size = read_image_and_size(path, min_size=(90, 70))
-    assert size == (320, 400) and image.size == (80, 100)  # 1/4 scale: still at least 70 x 90
-    assert read_image(path, min_size=(90, 70)).size == (80, 100)
+    image, size = read_image_and_size(path, min_size=(90, 30))
+    assert size == (320, 400) and image.size == (80, 100)  # 1/4 scale: still at least 90 high (1/8 is 50)
+    assert read_image(path, min_size=(90, 30)).size == (80, 100)
+    assert read_image(path, min_size=(40, 30)).size == (40, 50)  # 1/8
     assert read_image(path).size == (320, 400)
 
 
@@ -287,3 +288,155 @@ def test_without_the_shipped_sample_the_missing_data_error_says_how_to_get_it(tm
     monkeypatch.setattr(release_module, "SAMPLE_ROOT", tmp_path / "no-sample")
     with pytest.raises(release_module.DatasetNotFoundError, match="git clone"):
         read_split(tmp_path / "nothing", "train")
+
+
+def test_dataset_present_needs_every_part_of_the_layout(release):
+    from petlib.data.release import dataset_present
+
+    assert dataset_present(release)
+    (release / "annotations" / "test.txt").unlink()
+    assert not dataset_present(release)
+
+
+def test_the_datasets_repr_names_its_root_split_size_and_count(release):
+    text = repr(OxfordPetSegmentation(release, "valid", image_size=(6, 9)))
+    assert text == f"OxfordPetSegmentation(root={str(release)!r}, mode='valid', image_size=(6, 9), items=2)"
+
+
+def test_defaults_and_the_smallest_valid_arguments(release):
+    from petlib.data.dataset import _normalise_size
+
+    dataset = OxfordPetSegmentation(release)
+    assert dataset.mode == "train" and dataset.image_size == (256, 256)
+    assert _normalise_size(1) == (1, 1)
+    assert len(OxfordPetSegmentation(release, "trainval", image_size=4, subset=1)) == 1
+    assert OxfordPetSegmentation(release, "test", image_size=4, cache="memory")._cache is not None
+
+
+@pytest.mark.parametrize("mode, split_file", [("test", "annotations/test.txt"), ("valid", "annotations/trainval.txt")])
+def test_missing_files_are_listed_with_the_split_file_that_names_them(release, mode, split_file):
+    for name in [f"Abyssinian_{i}" for i in range(12)]:
+        (release / "images" / f"{name}.jpg").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        OxfordPetSegmentation(release, mode, image_size=4)
+    message = str(error.value)
+    assert split_file in message
+    listed = [line for line in message.splitlines() if line.startswith("  /")]
+    assert len(listed) == 2 and "\n  ..." not in message  # 2 missing images: both shown
+    for name in [f"Abyssinian_{i}" for i in range(12)]:
+        (release / "annotations" / "trimaps" / f"{name}.png").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        OxfordPetSegmentation(release, "trainval", image_size=4)
+    message = str(error.value)
+    assert "lists 24 missing" in message and len([x for x in message.splitlines() if x.startswith("  /")]) == 5
+    assert "\n  ...\n" in message
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_of_twice_the_target_then_resized(tmp_path):
+    root = tmp_path / "pets"
+    (root / "images").mkdir(parents=True)
+    (root / "annotations" / "trimaps").mkdir(parents=True)
+    rgb = np.random.default_rng(0).integers(0, 256, (400, 320, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(root / "images" / "Abyssinian_1.jpg", "JPEG", quality=90)
+    Image.fromarray(np.full((400, 320), 2, np.uint8)).save(root / "annotations" / "trimaps" / "Abyssinian_1.png")
+    (root / "annotations" / "trainval.txt").write_text("Abyssinian_1 1 1 1\n")
+    (root / "annotations" / "test.txt").write_text("Abyssinian_1 1 1 1\n")
+    item = OxfordPetSegmentation(root, "test", image_size=(20, 16))[0]
+    with Image.open(root / "images" / "Abyssinian_1.jpg") as photo:
+        photo.draft("RGB", (32, 40))  # at least twice (16, 20): an eighth of the file, 40 x 50
+        assert photo.size == (40, 50)
+        expected = np.asarray(photo.convert("RGB").resize((16, 20), Image.BILINEAR)).transpose(2, 0, 1) / 255
+    np.testing.assert_allclose(item["image"].numpy(), expected, atol=1e-6)
+
+
+def test_a_cached_dataset_with_a_transform_applies_it_to_batches_too(release):
+    dataset = OxfordPetSegmentation(release, "trainval", image_size=(10, 15), cache=True,
+                                    transform=lambda image, masks: (1 - image, masks))
+    batch = dataset.__getitems__([0, 1])
+    plain = OxfordPetSegmentation(release, "trainval", image_size=(10, 15), cache=True)
+    torch.testing.assert_close(batch[1]["image"], 1 - plain[1]["image"])
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+def test_load_dataset_passes_its_settings_to_the_dataset_and_the_loader(release, monkeypatch):
+    from petlib.data import dataset as dataset_module
+
+    loader = load_dataset(release, "trainval", 4, num_workers=0)
+    assert loader.dataset.image_size == (256, 256) and loader.dataset._cache is None and loader.pin_memory is False
+    flipped = load_dataset(release, "trainval", 4, image_size=(10, 15), num_workers=0, cache=True,
+                           transform=lambda image, masks: (image.flip(-1), masks.flip(-1)))
+    assert flipped.dataset._cache is not None
+    batch = next(iter(flipped))
+    torch.testing.assert_close(batch["image"][0], OxfordPetSegmentation(release, "trainval", image_size=(10, 15))[0]
+                               ["image"].flip(-1))
+    monkeypatch.setattr(dataset_module.os, "cpu_count", lambda: 3)
+    assert load_dataset(release, "trainval", 4, image_size=4).num_workers == 3
+    monkeypatch.setattr(dataset_module.os, "cpu_count", lambda: 16)
+    assert load_dataset(release, "trainval", 4, image_size=4).num_workers == 4
+    monkeypatch.setattr(dataset_module.os, "cpu_count", lambda: None)
+    one = load_dataset(release, "trainval", 4, image_size=4)
+    assert one.num_workers == 1 and one.persistent_workers
+    assert not load_dataset(release, "trainval", 4, image_size=4, num_workers=0).persistent_workers
+
+
+def test_a_seeded_shuffle_repeats_and_another_seed_differs(release):
+    order = lambda seed: next(iter(load_dataset(release, "trainval", 12, image_size=4, num_workers=0,  # noqa: E731
+                                                 shuffle=True, seed=seed)))["index"].tolist()
+    assert order(1) == order(1) and order(1) != order(2)
+
+
+def test_in_a_distributed_run_each_process_gets_its_share(release, monkeypatch):
+    from petlib.data import dataset as dataset_module
+
+    made = []
+
+    class FakeDistributedSampler(torch.utils.data.Sampler):
+        def __init__(self, dataset, **kwargs):
+            made.append((dataset, kwargs))
+            self.n = len(dataset) // 2
+
+        def __iter__(self):
+            return iter(range(self.n))
+
+        def __len__(self):
+            return self.n
+
+    monkeypatch.setattr(dataset_module, "DistributedSampler", FakeDistributedSampler)
+    monkeypatch.setattr(dataset_module.dist, "is_distributed", lambda: True)
+    monkeypatch.setattr(dataset_module.dist, "world_size", lambda: 2)
+    monkeypatch.setattr(dataset_module.dist, "rank", lambda: 1)
+    for seed, expected in ((None, 0), (5, 5)):
+        made.clear()
+        loader = load_dataset(release, "trainval", 4, image_size=4, num_workers=0, shuffle=True, seed=seed)
+        (dataset, kwargs), = made
+        assert dataset is loader.dataset and kwargs == {"shuffle": True, "seed": expected, "drop_last": True}
+    # in order (evaluation): every image exactly once over the processes, this one every second from 1
+    in_order = load_dataset(release, "trainval", 4, image_size=4, num_workers=0)
+    assert list(in_order.sampler) == [1, 3, 5, 7, 9, 11]
+
+
+def test_is_sample_knows_the_shipped_sample(tmp_path):
+    from petlib.data.release import SAMPLE_ROOT, is_sample
+
+    assert is_sample(SAMPLE_ROOT) and not is_sample(tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["palette", "16-bit"])
+def test_trimaps_stored_as_palette_or_16_bit_pngs_read_as_their_labels(tmp_path, kind):
+    labels = block_trimap(0)
+    if kind == "palette":
+        image = Image.fromarray(labels, mode="L").convert("P")  # indices equal to the grey values
+        image.putpalette([0, 0, 0] * 256)
+    else:
+        image = Image.fromarray(labels.astype(np.uint16))
+    image.save(tmp_path / "t.png")
+    assert np.array_equal(read_trimap(tmp_path / "t.png"), labels)
+
+
+@pytest.mark.parametrize("bad", [0, 4])
+def test_a_trimap_with_any_value_outside_1_to_3_is_refused(tmp_path, bad):
+    labels = block_trimap(0)
+    labels[0, 0] = bad
+    Image.fromarray(labels).save(tmp_path / "t.png")
+    with pytest.raises(ValueError, match="outside"):
+        read_trimap(tmp_path / "t.png")

@@ -392,3 +392,73 @@ def test_wrap_compiles_both_models_and_pads_evaluation_batches(monkeypatch):
     wrapped.clear()
     engine._wrap(training, TrainConfig(compile=False), CPU, distributed=True, eval_batch=6)
     assert wrapped == [(model, None)] and training.eval_model is model
+
+
+# --------------------------------------------------------------------------- the step's details
+
+
+def test_to_device_turns_uint8_batches_into_0_1_floats_and_keeps_channels_last_on_request():
+    from petlib.training.engine import to_device
+
+    pixels = torch.arange(0, 256, dtype=torch.float32).view(1, 1, 16, 16).expand(1, 3, 16, 16)
+    batch = {"image": pixels.to(torch.uint8), "mask": (pixels[:, :1] > 100).to(torch.uint8)}
+    images, masks = to_device(batch, CPU, channels_last=False)
+    torch.testing.assert_close(images, pixels / 255)
+    assert images.max() == 1.0 and masks.dtype == torch.float32 and set(masks.unique().tolist()) == {0.0, 1.0}
+    images, _ = to_device(batch, CPU, channels_last=True)
+    assert images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+    floats = {"image": pixels / 255, "mask": masks}
+    assert torch.equal(to_device(floats, CPU, channels_last=False)[0], pixels / 255)
+
+
+def test_a_one_batch_epoch_returns_that_batchs_loss():
+    model = Recorder()
+    loader = training_batches(1)
+    loss_fn = nn.BCEWithLogitsLoss()
+    with torch.no_grad():
+        expected = loss_fn(model.conv(loader[0]["image"]), loader[0]["mask"]).item()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    assert train_one_epoch(model, loader, optimizer, loss_fn, CPU, progress=False) == pytest.approx(expected, rel=1e-6)
+    assert model.seen[0][1].is_contiguous()  # no channels_last unless asked
+
+
+def test_train_one_epoch_runs_the_model_under_autocast_when_given_a_dtype():
+    model = Recorder()
+    dtypes = []
+    model.conv.register_forward_hook(lambda module, args, output: dtypes.append(output.dtype))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    train_one_epoch(model, training_batches(1), optimizer, nn.BCEWithLogitsLoss(), CPU, amp_dtype=torch.bfloat16,
+                    progress=False)
+    train_one_epoch(model, training_batches(1), optimizer, nn.BCEWithLogitsLoss(), CPU, progress=False)
+    assert dtypes == [torch.bfloat16, torch.float32]
+
+
+def test_train_one_epoch_shows_a_progress_bar_unless_told_not_to(capsys):
+    model = Recorder()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    train_one_epoch(model, training_batches(1), optimizer, nn.BCEWithLogitsLoss(), CPU)
+    assert "train" in capsys.readouterr().err
+    train_one_epoch(model, training_batches(1), optimizer, nn.BCEWithLogitsLoss(), CPU, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+def test_a_runs_loaders_follow_its_config(tmp_path, tiny_config):
+    from petlib.training.engine import make_loaders
+
+    config = tiny_config(tmp_path, subset=10, batch_size=4, image_size=12, cache=True, num_workers=None, seed=3)
+    loaders = make_loaders(config, CPU)
+    assert set(loaders) == {"train", "valid"}
+    train, valid = loaders["train"], loaders["valid"]
+    assert (train.batch_size, valid.batch_size) == (4, 8) and train.drop_last and not valid.drop_last
+    assert train.num_workers == valid.num_workers == 0 and not train.pin_memory
+    assert train.dataset.mode == "train" and valid.dataset.mode == "valid" and len(train.dataset) == 10
+    assert train.dataset.image_size == (12, 12) and train.dataset.cache_path is None and train.dataset._cache is not None
+    assert isinstance(train.sampler, torch.utils.data.RandomSampler) and train.sampler.generator is not None
+    assert isinstance(valid.sampler, torch.utils.data.SequentialSampler)
+    batch = next(iter(make_loaders(config, CPU, modes=("valid",), dtype=torch.uint8)["valid"]))
+    assert batch["image"].dtype == torch.uint8 and batch["image"].shape[-2:] == (12, 12)
+    everything = make_loaders(tiny_config(tmp_path, validate=False, num_workers=0), CPU)
+    assert set(everything) == {"train"} and everything["train"].dataset.mode == "trainval"
+    uncached = make_loaders(tiny_config(tmp_path, cache=False, num_workers=None), torch.device("cuda"), modes=("valid",))
+    assert uncached["valid"].num_workers == 4 and uncached["valid"].pin_memory
