@@ -83,6 +83,12 @@ def test_pooled_soft_dice_is_one_dice_over_the_batch():
     assert SoftDiceLoss(pooled=True)(logits, torch.zeros_like(masks)).item() == 0
 
 
+def test_pooled_soft_dice_eps_is_a_floor_far_below_one_and_eps_can_be_set():
+    # one pixel, probability 0.5, pet: Dice 2 * 0.5 / 1.5, its half-denominator 0.75 left as it is
+    assert SoftDiceLoss(pooled=True)(image(0.0), image(1)).item() == pytest.approx(1 - 1 / 1.5, rel=1e-6)
+    assert SoftDiceLoss(eps=0.5)(image(0.0), image(1)).item() == pytest.approx(1 - (1 + 0.5) / (1.5 + 0.5), rel=1e-6)
+
+
 def test_pooled_soft_dice_eps_only_floors_the_denominator():
     # a tiny, non-empty denominator is not rounded up by the default floor (1e-7)
     logits, masks = image(-30.0, -30.0), image(1e-3, 0)

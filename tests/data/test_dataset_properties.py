@@ -341,12 +341,23 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_of_twice_the_target_then_res
     Image.fromarray(np.full((400, 320), 2, np.uint8)).save(root / "annotations" / "trimaps" / "Abyssinian_1.png")
     (root / "annotations" / "trainval.txt").write_text("Abyssinian_1 1 1 1\n")
     (root / "annotations" / "test.txt").write_text("Abyssinian_1 1 1 1\n")
-    item = OxfordPetSegmentation(root, "test", image_size=(20, 16))[0]
+    item = OxfordPetSegmentation(root, "test", image_size=(30, 24))[0]
     with Image.open(root / "images" / "Abyssinian_1.jpg") as photo:
-        photo.draft("RGB", (32, 40))  # at least twice (16, 20): an eighth of the file, 40 x 50
-        assert photo.size == (40, 50)
-        expected = np.asarray(photo.convert("RGB").resize((16, 20), Image.BILINEAR)).transpose(2, 0, 1) / 255
+        photo.draft("RGB", (48, 60))  # at least twice (24, 30): a quarter of the file, 80 x 100 (an eighth is too small)
+        assert photo.size == (80, 100)
+        expected = np.asarray(photo.convert("RGB").resize((24, 30), Image.BILINEAR)).transpose(2, 0, 1) / 255
     np.testing.assert_allclose(item["image"].numpy(), expected, atol=1e-6)
+
+
+def test_five_missing_files_are_all_shown_and_six_are_cut_short(release):
+    for i in range(5):
+        (release / "images" / f"Abyssinian_{i}.jpg").unlink()
+    with pytest.raises(FileNotFoundError) as error:
+        OxfordPetSegmentation(release, "trainval", image_size=4)
+    assert "lists 5 missing" in str(error.value) and "..." not in str(error.value)
+    (release / "images" / "Abyssinian_5.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"lists 6 missing(.|\n)*\n  \.\.\."):
+        OxfordPetSegmentation(release, "trainval", image_size=4)
 
 
 def test_a_cached_dataset_with_a_transform_applies_it_to_batches_too(release):

@@ -119,10 +119,12 @@ def run_predict(tmp_path, *flags, photos=1):
     return [np.asarray(Image.open(out / f"p{i}_mask.png")) for i in range(photos)]
 
 
-@pytest.mark.parametrize("threshold, pet", [(None, True), ("0.55", True), ("0.6", False)])
-def test_predict_thresholds_the_probability_not_the_logit(tmp_path, stand_in, capsys, threshold, pet):
-    # logit 0.3 = probability 0.574: pet at the default 0.5 and at 0.55 (a logit would be below both)
-    stand_in(Constant(0.3))
+@pytest.mark.parametrize("logit, threshold, pet", [(0.3, None, True), (0.3, "0.55", True), (0.3, "0.6", False),
+                                                  (0.0, None, False)])
+def test_predict_thresholds_the_probability_not_the_logit(tmp_path, stand_in, capsys, logit, threshold, pet):
+    # logit 0.3 = probability 0.574: pet at the default 0.5 and at 0.55 (a logit would be below both);
+    # logit 0 = probability 0.5 exactly: background, as the Dice scores it
+    stand_in(Constant(logit))
     (mask,) = run_predict(tmp_path, *(["--threshold", threshold] if threshold else []))
     assert mask.shape == (6, 9) and mask.dtype == np.uint8
     assert (mask == (255 if pet else 0)).all()
@@ -137,11 +139,12 @@ def test_predict_uses_tta_as_validated_unless_told(tmp_path, stand_in, validated
     assert len(model.batches) == calls
 
 
-def test_predict_sends_batch_size_photos_at_a_time_at_the_training_size(tmp_path, stand_in, monkeypatch):
+def test_predict_sends_batch_size_photos_at_a_time_at_the_training_size(tmp_path, stand_in, capsys):
     model = stand_in(Constant(1.0), tta=False)
     sizes = []
     model.register_forward_pre_hook(lambda module, args: sizes.append(tuple(args[0].shape[-2:])))
     masks = run_predict(tmp_path, "--batch_size", "2", photos=3)
+    assert capsys.readouterr().out.splitlines()[-1].startswith("done: 3 of 3 photo(s) segmented")
     assert model.batches == [2, 1] and sizes == [(8, 8), (8, 8)]
     assert all(mask.shape == (6, 9) for mask in masks)
     sizes.clear()
@@ -330,6 +333,8 @@ def test_photos_reach_the_model_resized_as_the_dataset_resizes_them(tmp_path):
 
 
 def test_predict_help_names_the_command_and_shows_its_examples(monkeypatch):
+    monkeypatch.setattr("sys.argv", ["script.py"])
+    assert predict_cli.build_parser().prog == "python -m petlib.predict"  # the name that was typed
     monkeypatch.setattr("sys.argv", ["petlib-predict"])
     parser = predict_cli.build_parser()
     text = parser.format_help()

@@ -46,6 +46,10 @@ def test_double_conv_layout(batch_norm, layers):
     assert block(torch.rand(1, 3, 6, 7)).shape == (1, 5, 6, 7)
 
 
+def test_double_conv_has_batch_norm_by_default():
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in DoubleConv(3, 5))
+
+
 def test_conv_bn_relu_and_decoder_block_shapes():
     block = ConvBNReLU(3, 4)
     conv = block[0]
@@ -64,7 +68,7 @@ def test_conv_bn_relu_and_decoder_block_shapes():
     torch.testing.assert_close(seen[0], x.repeat_interleave(2, -2).repeat_interleave(2, -1))
 
 
-@pytest.mark.parametrize("height, width", [(5, 7), (8, 8), (9, 16)])
+@pytest.mark.parametrize("height, width", [(5, 7), (8, 8), (9, 16), (16, 9)])
 def test_pad_to_multiple_pads_bottom_right_with_zeros_to_the_next_multiple(height, width):
     x = torch.rand(1, 2, height, width) + 1
     padded = pad_to_multiple(x, 8)

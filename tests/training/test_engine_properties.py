@@ -207,6 +207,8 @@ def test_train_one_epoch_trains_on_the_augmented_batch():
 
 
 def test_adamw_decays_the_weights_only():
+    linear = nn.Linear(2, 3)
+    assert [p.ndim for p in build_optimizer(TrainConfig(optimizer="adamw"), linear).param_groups[0]["params"]] == [2]
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     config = TrainConfig(optimizer="adamw", lr=2e-3, weight_decay=0.05)
     optimizer = build_optimizer(config, model)
@@ -233,7 +235,7 @@ def test_onecycle_starts_at_a_25th_peaks_after_the_warm_up_and_ends_at_a_25th_of
     lrs = scheduled_lrs(config, 10)  # 100 steps, warm-up 30 of them
     assert lrs[0] == pytest.approx(1e-3 / 25)
     assert lrs.index(max(lrs)) == 29 and max(lrs) == pytest.approx(1e-3)
-    assert lrs[-1] == pytest.approx(1e-3 / 25 / 1e4, rel=1e-3)
+    assert lrs[-1] == pytest.approx(1e-3 / 25 / 1e4, rel=1e-6)
     # warmup_epochs longer than the fraction: 4 of 10 epochs
     longer = scheduled_lrs(TrainConfig(epochs=10, lr=1e-3, scheduler="onecycle", warmup_fraction=0.1,
                                        warmup_epochs=4), 10)
@@ -241,11 +243,16 @@ def test_onecycle_starts_at_a_25th_peaks_after_the_warm_up_and_ends_at_a_25th_of
     # never more than half the run
     half = scheduled_lrs(TrainConfig(epochs=2, lr=1e-3, scheduler="onecycle", warmup_epochs=2), 10)
     assert half.index(max(half)) == 9
+    # a one-epoch run: warmup_epochs is a fraction of it
+    one = scheduled_lrs(TrainConfig(epochs=1, lr=1e-3, scheduler="onecycle", warmup_fraction=0.1, warmup_epochs=0.4), 10)
+    assert one.index(max(one)) == 3
 
 
 def test_onecycle_plans_a_short_run_of_at_least_four_steps(scheduled_lrs):
     lrs = scheduled_lrs(TrainConfig(epochs=1, lr=1e-3, scheduler="onecycle", warmup_fraction=0.3), 2)
     assert len(lrs) == 2 and all(0 < lr <= 1e-3 for lr in lrs)
+    four = scheduled_lrs(TrainConfig(epochs=2, lr=1e-3, scheduler="onecycle", warmup_fraction=0.5), 2)
+    assert four[-1] == pytest.approx(1e-3 / 25 / 1e4)  # four steps planned, four taken: it ends at the floor
 
 
 def test_cosine_warms_up_linearly_then_decays_to_min_lr(scheduled_lrs):
@@ -278,10 +285,11 @@ def test_no_schedule_and_unknown_names():
 # --------------------------------------------------------------------------- a run's history
 
 
-@pytest.mark.parametrize("scheduler", ["onecycle", "cosine"])
-def test_the_learning_rate_in_the_history_follows_the_schedule(tmp_path, tiny_config, scheduled_lrs, scheduler):
+@pytest.mark.parametrize("scheduler, optimizer", [("onecycle", "adamw"), ("cosine", "adam")])
+def test_the_learning_rate_in_the_history_follows_the_schedule(tmp_path, tiny_config, scheduled_lrs, scheduler,
+                                                               optimizer):
     # 8 train images in batches of 4: 2 steps an epoch; the history holds each epoch's first rate
-    config = tiny_config(tmp_path, epochs=3, scheduler=scheduler, lr=1e-2, warmup_epochs=1, validate=False,
+    config = tiny_config(tmp_path, epochs=3, scheduler=scheduler, optimizer=optimizer, lr=1e-2, warmup_epochs=1, validate=False,
                          augment=False, save_last=False, cache=True, num_workers=0)
     result = fit(config, progress=False, log=None)
     lrs = scheduled_lrs(config, steps_per_epoch=2)
@@ -308,22 +316,77 @@ def test_fit_trains_and_validates_with_the_configs_settings(tmp_path, tiny_confi
 
     monkeypatch.setattr(engine, "train_one_epoch", train_spy)
     monkeypatch.setattr(engine, "evaluate", evaluate_spy)
+    monkeypatch.setattr(torch, "compile", lambda model, mode: model)  # what a compiled run hands the loops
     config = tiny_config(tmp_path, epochs=1, grad_clip=0.5, tta=True, ignore_border=True, augment=True, rotation=3.0,
-                         channels_last="on", save_last=False, cache=True, num_workers=0)
-    result = fit(config, progress=False, log=None)
+                         channels_last="on", amp="on", compile=True, save_last=False, cache=True, num_workers=0)
+    lines, rows = [], []
+    result = fit(config, progress=False, log=lines.append, on_epoch=rows.append)
     (args, kwargs), = calls["train"]
     model, loader, optimizer, loss_fn, device = args
     assert model is result.model and device == CPU and len(loader.dataset) == 8
     assert kwargs["augment"] == config.augmentation() and kwargs["grad_clip"] == 0.5
-    assert kwargs["ignore_border"] is True and kwargs["channels_last"] is True and kwargs["amp_dtype"] is None
+    assert kwargs["ignore_border"] is True and kwargs["channels_last"] is True and kwargs["amp_dtype"] == torch.bfloat16
     assert kwargs["scheduler"] is not None and kwargs["scaler"] is not None and not kwargs["scaler"].is_enabled()
     assert kwargs["progress"] is False and kwargs["description"] == "epoch 1/1"
     (args, kwargs), = calls["evaluate"]
     assert args[0] is result.model and args[2] == CPU and args[3] is loss_fn and len(args[1].dataset) == 8
-    assert kwargs == {"amp_dtype": None, "channels_last": True, "tta": True, "pad_to": None}
+    assert kwargs == {"amp_dtype": torch.bfloat16, "channels_last": True, "tta": True, "pad_to": 8}
     row, = result.history
-    assert {"val_loss", "val_dice", "val_iou", "train_loss", "lr", "epoch"} <= set(row)
-    assert not math.isnan(row["val_loss"]) and not math.isnan(row["val_dice"])
+    assert rows == [row] and {"val_loss", "val_dice", "val_iou", "train_loss", "lr", "epoch"} <= set(row)
+    assert not math.isnan(row["val_loss"]) and not math.isnan(row["val_dice"]) and 0 < row["seconds"] < 600
+    # what the run wrote and returns
+    assert result.best_dice == row["val_dice"] and result.last_checkpoint is None
+    assert result.best_checkpoint.name == "unet.pth" and result.best_checkpoint.is_file()
+    assert result.history_file.is_file() and result.card_file is not None and result.card_file.is_file()
+    assert (result.curves_file is not None) != (result.curves_skipped is not None)
+    assert lines[0].startswith("training unet on cpu") and lines[-1].startswith("epoch   1/1 | train loss")
+
+
+def test_resuming_needs_the_last_checkpoint(tmp_path, tiny_config):
+    with pytest.raises(ValueError, match="save_last"):
+        fit(tiny_config(tmp_path, save_last=False), resume=True, progress=False, log=None)
+
+
+def test_the_start_and_epoch_lines_say_what_the_run_does():
+    from petlib.training.device import SpeedOptions
+    from petlib.training.engine import _epoch_message, _start_message
+
+    row = {"epoch": 3, "train_loss": 0.5, "val_loss": 0.25, "val_dice": 0.75, "val_iou": 0.6, "lr": 1e-3, "seconds": 2.0}
+    assert _epoch_message(row, 10, True) == ("epoch   3/10 | train loss 0.5000 | val loss 0.2500 | val Dice 0.7500 "
+                                             "| lr 1.00e-03 | 2.0s *")
+    assert _epoch_message(row, 10, False).endswith("| lr 1.00e-03 | 2.0s")
+    unvalidated = {**row, "val_loss": math.nan, "val_dice": math.nan}
+    assert _epoch_message(unvalidated, 10, True) == "epoch   3/10 | train loss 0.5000 | lr 1.00e-03 | 2.0s"
+
+    class Loader:
+        def __init__(self, n):
+            self.dataset = range(n)
+
+    options = SpeedOptions(None, False, True, False, reason="")
+    config = TrainConfig(model="unet", image_size=64, batch_size=4)
+    both = _start_message(config, CPU, {"train": Loader(9), "valid": Loader(3)}, options)
+    assert "9 train / 3 valid images at 64px" in both and "compile=False" in both and "speed options" not in both
+    alone = _start_message(TrainConfig(compile=True, compile_mode="max-autotune"), CPU, {"train": Loader(9)},
+                           SpeedOptions(None, False, True, False, reason="bf16 is slow here"))
+    assert "9 train images (every trainval image" in alone and "compile=max-autotune" in alone
+    assert alone.endswith("\n  speed options: bf16 is slow here")
+
+
+def test_set_epoch_reaches_a_distributed_sampler_and_leaves_an_ordered_one_alone():
+    from petlib.training.engine import _set_epoch
+
+    data = list(range(10))
+    distributed = torch.utils.data.DataLoader(data, sampler=torch.utils.data.DistributedSampler(data, num_replicas=2, rank=0))
+    _set_epoch(distributed, seed=0, epoch=7)
+    assert distributed.sampler.epoch == 7
+    _set_epoch(torch.utils.data.DataLoader(data), seed=0, epoch=7)  # in order: nothing to reseed
+
+
+def test_build_for_a_resumed_run_without_pretrained_weights():
+    from petlib.training.engine import _build
+
+    training = _build(TrainConfig(model="unet", model_kwargs={"base_channels": 4}, amp="off"), CPU, 3, resuming=True)
+    assert training.model.inc[0].out_channels == 4
 
 
 def test_each_epochs_shuffle_depends_on_the_seed_and_the_epoch_only(tmp_path, tiny_config):
@@ -460,5 +523,9 @@ def test_a_runs_loaders_follow_its_config(tmp_path, tiny_config):
     assert batch["image"].dtype == torch.uint8 and batch["image"].shape[-2:] == (12, 12)
     everything = make_loaders(tiny_config(tmp_path, validate=False, num_workers=0), CPU)
     assert set(everything) == {"train"} and everything["train"].dataset.mode == "trainval"
+    assert isinstance(everything["train"].sampler, torch.utils.data.RandomSampler)  # trainval shuffles too
     uncached = make_loaders(tiny_config(tmp_path, cache=False, num_workers=None), torch.device("cuda"), modes=("valid",))
     assert uncached["valid"].num_workers == 4 and uncached["valid"].pin_memory
+    on_cpu = make_loaders(tiny_config(tmp_path, cache=False, num_workers=None), CPU, modes=("valid",))
+    assert on_cpu["valid"].num_workers == 0
+    assert make_loaders(tiny_config(tmp_path, num_workers=1), CPU, modes=("valid",))["valid"].num_workers == 1
