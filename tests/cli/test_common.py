@@ -68,15 +68,19 @@ def test_train_resume(trained_unet_copy, command):
 
 
 @pytest.mark.slow
-def test_inference_prints_test_dice_as_validated(trained):
+def test_inference_prints_test_dice_as_validated(trained, command):
+    from petlib.cli.evaluate import main
+
     # petlib's recipe validates with flip TTA: the test score is computed the same way by default.
-    command = ["petlib.inference", "--model", "unet", "--model_path", str(trained / "unet.pth"),
-               "--data_path", str(SAMPLE_ROOT), "--batch_size", "16"]
-    stdout = run(*command, "--original_size")
+    args = ["--model", "unet", "--model_path", str(trained / "unet.pth"), "--data_path", str(SAMPLE_ROOT),
+            "--batch_size", "16"]
+    stdout = run("petlib.inference", *args, "--original_size")  # in a child process, as a user runs it
     assert re.search(r"on \d+ test images at 32px, with flip TTA, as validated:", stdout), stdout
     assert re.search(r"test Dice [01]\.\d+ \| test IoU [01]\.\d+ \(with flip TTA, as validated\)", stdout), stdout
     assert "(at each image's original resolution, with flip TTA, as validated)" in stdout
-    without = run(*command, "--tta", "off", "--no_card")
+    result = command(main, *args, "--tta", "off", "--no_card")  # the same command, in this process
+    assert result.returncode == 0, result.stderr
+    without = result.stdout
     assert "test IoU" in without and "(without TTA (validated with flip TTA))" in without
     # The score as validated went into the model card; the one with --no_card did not.
     card = trained / "unet_card.json"
@@ -231,19 +235,6 @@ def test_predict_refuses_a_cuda_device_where_there_is_none(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([str(tmp_path), "--model_path", "x.pth", "--out_dir", str(tmp_path), "--device", "cuda"])
     assert exit_.value.code == 2 and "no CUDA device" in capsys.readouterr().err
-
-
-@pytest.mark.slow  # trains both networks; tests/cli/test_run.py runs the main job in a child process
-def test_main_job_runs_both_networks_quickly(tmp_path, command):
-    from petlib.cli.run import main
-
-    # 8 images of each split to train and validate on (the test split is scored whole).
-    result = command(main, "--quick", "--epochs", "1", "--image_size", "32", "--subset", "8", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    stdout = result.stdout
-    assert "embedded sample" in stdout
-    lines = [line for line in stdout.splitlines() if line.startswith(("unet ", "resnet34_unet "))]
-    assert sorted(line.split()[0] for line in lines) == ["resnet34_unet", "unet"]  # run.py's table, in its order
 
 
 # ----------------------------------------------------------------------------- console commands

@@ -28,11 +28,21 @@ def test_sample_settings_are_valid_configs_for_every_network():
         assert config.tta  # the sample run validates and tests with flip TTA, as petlib's recipe
 
 
+@pytest.fixture(scope="module")
+def main_job_twice(tmp_path_factory):
+    """``python -m petlib.run`` (1 epoch at 32 px, 8 images a split; the test split is scored whole) run twice
+    into one folder, in a child process as ``make run`` runs it: first with ``--sample``, then with its other
+    spelling, ``--quick``. (folder, first, second), each a :class:`subprocess.CompletedProcess`."""
+    out = tmp_path_factory.mktemp("main-job")
+    settings = ["--epochs", "1", "--image_size", "32", "--subset", "8", "--out_dir", str(out)]
+    first, second = (subprocess.run([sys.executable, "-m", "petlib.run", spelling, *settings], capture_output=True,
+                                    text=True, timeout=600, cwd=out) for spelling in ("--sample", "--quick"))
+    return out, first, second
+
+
 @pytest.mark.slow
-def test_main_job_trains_both_networks_and_keeps_an_earlier_run(tmp_path):
-    command = [sys.executable, "-m", "petlib.run", "--sample", "--epochs", "1", "--image_size", "32",
-               "--subset", "8", "--out_dir", str(tmp_path)]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+def test_main_job_trains_both_networks_and_keeps_an_earlier_run(main_job_twice):
+    tmp_path, first, second = main_job_twice
     assert first.returncode == 0, first.stderr
     assert "embedded sample" in first.stdout
     rows = {line.split()[0]: line.split() for line in first.stdout.splitlines()
@@ -54,10 +64,19 @@ def test_main_job_trains_both_networks_and_keeps_an_earlier_run(tmp_path):
         assert abs(sum(r["test_dice_per_image"]) / 60 - r["test_dice"]) < 1e-5
         assert r["config"]["model"] == name and r["config"]["epochs"] == 1 and r["minutes"] > 0
 
-    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr
     assert "holds an earlier run, which is kept" in second.stdout
     assert all((tmp_path / "sample-2" / f"{name}.pth").is_file() for name in RUN_MODELS)
+
+
+@pytest.mark.slow
+def test_main_job_runs_both_networks_quickly(main_job_twice):
+    _, _, second = main_job_twice  # the --quick spelling
+    assert second.returncode == 0, second.stderr
+    stdout = second.stdout
+    assert "embedded sample" in stdout
+    lines = [line for line in stdout.splitlines() if line.startswith(("unet ", "resnet34_unet "))]
+    assert sorted(line.split()[0] for line in lines) == ["resnet34_unet", "unet"]  # run.py's table, in its order
 
 
 @pytest.mark.slow  # end-to-end training: four 1-epoch ResNet34-UNet runs
