@@ -153,7 +153,7 @@ TINY_TRAIN_ARGS = ("--model", "unet", "--model_kwargs", '{"base_channels": 4}', 
 
 @pytest.fixture(scope="session")
 def tiny_train_args() -> tuple[str, ...]:
-    """:data:`TINY_TRAIN_ARGS`: petlib-train's flags for the tiny run of :func:`trained_unet` (without ``--out_dir``)."""
+    """:data:`TINY_TRAIN_ARGS`: petlib-train's flags of :func:`trained_unet`'s tiny run, without ``--out_dir``."""
     return TINY_TRAIN_ARGS
 
 
