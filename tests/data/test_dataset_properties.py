@@ -332,7 +332,8 @@ def test_missing_files_are_listed_with_the_split_file_that_names_them(release, m
     assert "\n  ...\n" in message
 
 
-def test_a_large_jpeg_is_decoded_at_a_reduced_scale_of_twice_the_target_then_resized(tmp_path):
+@pytest.mark.parametrize("size", [(30, 20), (25, 24)])  # (height, width): each side alone rules out an eighth
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_of_twice_the_target_then_resized(tmp_path, size):
     root = tmp_path / "pets"
     (root / "images").mkdir(parents=True)
     (root / "annotations" / "trimaps").mkdir(parents=True)
@@ -341,11 +342,12 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_of_twice_the_target_then_res
     Image.fromarray(np.full((400, 320), 2, np.uint8)).save(root / "annotations" / "trimaps" / "Abyssinian_1.png")
     (root / "annotations" / "trainval.txt").write_text("Abyssinian_1 1 1 1\n")
     (root / "annotations" / "test.txt").write_text("Abyssinian_1 1 1 1\n")
-    item = OxfordPetSegmentation(root, "test", image_size=(30, 24))[0]
+    height, width = size
+    item = OxfordPetSegmentation(root, "test", image_size=size)[0]
     with Image.open(root / "images" / "Abyssinian_1.jpg") as photo:
-        photo.draft("RGB", (48, 60))  # at least twice (24, 30): a quarter of the file, 80 x 100 (an eighth is too small)
+        photo.draft("RGB", (2 * width, 2 * height))  # at least twice the target: a quarter (an eighth, 40 x 50, is short)
         assert photo.size == (80, 100)
-        expected = np.asarray(photo.convert("RGB").resize((24, 30), Image.BILINEAR)).transpose(2, 0, 1) / 255
+        expected = np.asarray(photo.convert("RGB").resize((width, height), Image.BILINEAR)).transpose(2, 0, 1) / 255
     np.testing.assert_allclose(item["image"].numpy(), expected, atol=1e-6)
 
 
