@@ -52,6 +52,7 @@ def test_double_conv_has_batch_norm_by_default():
 
 def test_conv_bn_relu_and_decoder_block_shapes():
     block = ConvBNReLU(3, 4)
+    assert [type(m).__name__ for m in block] == ["Conv2d", "BatchNorm2d", "ReLU"]
     conv = block[0]
     assert (conv.kernel_size, conv.padding, conv.bias) == ((3, 3), (1, 1), None)
     assert (block(torch.rand(1, 3, 5, 6)) >= 0).all()
