@@ -132,7 +132,7 @@ def test_trimap_to_mask_of_every_kind():
 
 
 def test_a_loader_keeps_a_short_last_batch_only_when_asked_and_never_empties_an_epoch(release):
-    sizes = lambda loader: [len(b["index"]) for b in loader]  # noqa: E731
+    sizes = lambda loader: [len(b["index"]) for b in loader]
     assert sizes(load_dataset(release, "trainval", 5, image_size=4, num_workers=0)) == [5, 5, 2]
     assert sizes(load_dataset(release, "trainval", 5, image_size=4, num_workers=0, drop_last=True)) == [5, 5]
     assert sizes(load_dataset(release, "test", 5, image_size=4, num_workers=0, drop_last=True)) == [2]
@@ -264,7 +264,7 @@ def test_a_v2_transform_gets_its_index_and_must_keep_the_shapes(release):
         "two-plane masks": lambda image, mask, trimap: (image, mask.repeat(2, 1, 1), trimap.repeat(2, 1, 1)),
         "image smaller": lambda image, mask, trimap: (image[..., :-1], mask, trimap),
     }
-    for name, change in bad.items():
+    for change in bad.values():
         dataset = OxfordPetSegmentation(release, "trainval", image_size=(10, 15), transform=Returns(change))
         with pytest.raises(ValueError, match="expected"):
             dataset[0]
@@ -345,7 +345,8 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_of_twice_the_target_then_res
     height, width = size
     item = OxfordPetSegmentation(root, "test", image_size=size)[0]
     with Image.open(root / "images" / "Abyssinian_1.jpg") as photo:
-        photo.draft("RGB", (2 * width, 2 * height))  # at least twice the target: a quarter (an eighth, 40 x 50, is short)
+        # at least twice the target: a quarter of the file (an eighth, 40 x 50, is short)
+        photo.draft("RGB", (2 * width, 2 * height))
         assert photo.size == (80, 100)
         expected = np.asarray(photo.convert("RGB").resize((width, height), Image.BILINEAR)).transpose(2, 0, 1) / 255
     np.testing.assert_allclose(item["image"].numpy(), expected, atol=1e-6)
@@ -393,7 +394,7 @@ def test_load_dataset_passes_its_settings_to_the_dataset_and_the_loader(release,
 
 
 def test_a_seeded_shuffle_repeats_and_another_seed_differs(release):
-    order = lambda seed: next(iter(load_dataset(release, "trainval", 12, image_size=4, num_workers=0,  # noqa: E731
+    order = lambda seed: next(iter(load_dataset(release, "trainval", 12, image_size=4, num_workers=0,
                                                  shuffle=True, seed=seed)))["index"].tolist()
     assert order(1) == order(1) and order(1) != order(2)
 

@@ -221,7 +221,8 @@ def test_describe_tta_says_what_was_used_and_what_was_validated():
 def test_output_stems_number_repeated_stems_from_2_and_skip_taken_ones(tmp_path):
     from petlib.evaluation.predict import output_stems
 
-    paths = [tmp_path / "a.jpg", tmp_path / "x" / "a.png", tmp_path / "a_2.jpg", tmp_path / "y" / "a.jpg", tmp_path / "b.jpg"]
+    paths = [tmp_path / "a.jpg", tmp_path / "x" / "a.png", tmp_path / "a_2.jpg", tmp_path / "y" / "a.jpg",
+             tmp_path / "b.jpg"]
     assert output_stems(paths) == ["a", "a_2", "a_2_2", "a_3", "b"]
 
 
@@ -345,7 +346,8 @@ def test_predict_help_names_the_command_and_shows_its_examples(monkeypatch):
                  "# every photo in photos/: masks/<stem>_mask.png and <stem>_overlay.png",
                  "petlib-predict cat.jpg \"albums/**/*.png\" --model_path pets-resnet34-unet --out_dir masks/ --tta on",
                  "# a file and a pattern, with a model folder, averaging with the mirrored photo",
-                 "petlib-predict photos/ --model_path saved_models/unet.pth --out_dir masks/ --no_overlay --threshold 0.6",
+                 ("petlib-predict photos/ --model_path saved_models/unet.pth --out_dir masks/ --no_overlay "
+                  "--threshold 0.6"),
                  "# masks only, a pixel is pet above probability 0.6"):
         assert line in text, line
     args = parser.parse_args(["a.jpg", "--model_path", "m", "--out_dir", "o"])

@@ -244,7 +244,8 @@ def test_onecycle_starts_at_a_25th_peaks_after_the_warm_up_and_ends_at_a_25th_of
     half = scheduled_lrs(TrainConfig(epochs=2, lr=1e-3, scheduler="onecycle", warmup_epochs=2), 10)
     assert half.index(max(half)) == 9
     # a one-epoch run: warmup_epochs is a fraction of it
-    one = scheduled_lrs(TrainConfig(epochs=1, lr=1e-3, scheduler="onecycle", warmup_fraction=0.1, warmup_epochs=0.4), 10)
+    one = scheduled_lrs(TrainConfig(epochs=1, lr=1e-3, scheduler="onecycle", warmup_fraction=0.1,
+                                    warmup_epochs=0.4), 10)
     assert one.index(max(one)) == 3
 
 
@@ -289,8 +290,8 @@ def test_no_schedule_and_unknown_names():
 def test_the_learning_rate_in_the_history_follows_the_schedule(tmp_path, tiny_config, scheduled_lrs, scheduler,
                                                                optimizer, save_last):
     # 8 train images in batches of 4: 2 steps an epoch; the history holds each epoch's first rate
-    config = tiny_config(tmp_path, epochs=3, scheduler=scheduler, optimizer=optimizer, lr=1e-2, warmup_epochs=1, validate=False,
-                         augment=False, save_last=save_last, cache=True, num_workers=0)
+    config = tiny_config(tmp_path, epochs=3, scheduler=scheduler, optimizer=optimizer, lr=1e-2, warmup_epochs=1,
+                         validate=False, augment=False, save_last=save_last, cache=True, num_workers=0)
     result = fit(config, progress=False, log=None)
     assert (result.last_checkpoint is not None and result.last_checkpoint.is_file()) == save_last
     lrs = scheduled_lrs(config, steps_per_epoch=2)
@@ -323,7 +324,7 @@ def test_fit_trains_and_validates_with_the_configs_settings(tmp_path, tiny_confi
     lines, rows = [], []
     result = fit(config, progress=False, log=lines.append, on_epoch=rows.append)
     (args, kwargs), = calls["train"]
-    model, loader, optimizer, loss_fn, device = args
+    model, loader, _optimizer, loss_fn, device = args
     assert model is result.model and device == CPU and len(loader.dataset) == 8
     assert kwargs["augment"] == config.augmentation() and kwargs["grad_clip"] == 0.5
     assert kwargs["ignore_border"] is True and kwargs["channels_last"] is True and kwargs["amp_dtype"] == torch.bfloat16
@@ -355,7 +356,8 @@ def test_the_start_and_epoch_lines_say_what_the_run_does():
     from petlib.training.device import SpeedOptions
     from petlib.training.engine import _epoch_message, _start_message
 
-    row = {"epoch": 3, "train_loss": 0.5, "val_loss": 0.25, "val_dice": 0.75, "val_iou": 0.6, "lr": 1e-3, "seconds": 2.0}
+    row = {"epoch": 3, "train_loss": 0.5, "val_loss": 0.25, "val_dice": 0.75, "val_iou": 0.6, "lr": 1e-3,
+           "seconds": 2.0}
     assert _epoch_message(row, 10, True) == ("epoch   3/10 | train loss 0.5000 | val loss 0.2500 | val Dice 0.7500 "
                                              "| lr 1.00e-03 | 2.0s *")
     assert _epoch_message(row, 10, False).endswith("| lr 1.00e-03 | 2.0s")
@@ -380,7 +382,8 @@ def test_set_epoch_reaches_a_distributed_sampler_and_leaves_an_ordered_one_alone
     from petlib.training.engine import _set_epoch
 
     data = list(range(10))
-    distributed = torch.utils.data.DataLoader(data, sampler=torch.utils.data.DistributedSampler(data, num_replicas=2, rank=0))
+    sampler = torch.utils.data.DistributedSampler(data, num_replicas=2, rank=0)  # no process group needed
+    distributed = torch.utils.data.DataLoader(data, sampler=sampler)
     _set_epoch(distributed, seed=0, epoch=7)
     assert distributed.sampler.epoch == 7
     _set_epoch(torch.utils.data.DataLoader(data), seed=0, epoch=7)  # in order: nothing to reseed
@@ -398,7 +401,7 @@ def test_each_epochs_shuffle_depends_on_the_seed_and_the_epoch_only(tmp_path, ti
 
     config = tiny_config(tmp_path, subset=12, batch_size=12, cache=True, num_workers=0)
     loader = make_loaders(config, CPU, modes=("train",))["train"]
-    order = lambda: next(iter(loader))["index"].tolist()  # noqa: E731
+    order = lambda: next(iter(loader))["index"].tolist()
     _set_epoch(loader, config.seed, 1)
     first = order()
     _set_epoch(loader, config.seed, 2)
@@ -520,7 +523,8 @@ def test_a_runs_loaders_follow_its_config(tmp_path, tiny_config):
     assert (train.batch_size, valid.batch_size) == (4, 8) and train.drop_last and not valid.drop_last
     assert train.num_workers == valid.num_workers == 0 and not train.pin_memory
     assert train.dataset.mode == "train" and valid.dataset.mode == "valid" and len(train.dataset) == 10
-    assert train.dataset.image_size == (12, 12) and train.dataset.cache_path is None and train.dataset._cache is not None
+    assert train.dataset.image_size == (12, 12)
+    assert train.dataset.cache_path is None and train.dataset._cache is not None  # cached in memory
     assert isinstance(train.sampler, torch.utils.data.RandomSampler) and train.sampler.generator is not None
     assert isinstance(valid.sampler, torch.utils.data.SequentialSampler)
     batch = next(iter(make_loaders(config, CPU, modes=("valid",), dtype=torch.uint8)["valid"]))
@@ -528,7 +532,8 @@ def test_a_runs_loaders_follow_its_config(tmp_path, tiny_config):
     everything = make_loaders(tiny_config(tmp_path, validate=False, num_workers=0), CPU)
     assert set(everything) == {"train"} and everything["train"].dataset.mode == "trainval"
     assert isinstance(everything["train"].sampler, torch.utils.data.RandomSampler)  # trainval shuffles too
-    uncached = make_loaders(tiny_config(tmp_path, cache=False, num_workers=None), torch.device("cuda"), modes=("valid",))
+    uncached = make_loaders(tiny_config(tmp_path, cache=False, num_workers=None), torch.device("cuda"),
+                            modes=("valid",))
     assert uncached["valid"].num_workers == 4 and uncached["valid"].pin_memory
     on_cpu = make_loaders(tiny_config(tmp_path, cache=False, num_workers=None), CPU, modes=("valid",))
     assert on_cpu["valid"].num_workers == 0
