@@ -32,8 +32,11 @@ bench: setup
 	$(PY) -m petlib.research.bench
 
 # Mutation testing of the core against the fast tests (tests/README.md; not part of CI: hours on 2 cores).
-# One thread per test process: mutmut forks its workers, and two of them share the cores.
+# One thread per test process: mutmut forks its workers, and two of them share the cores. A mutant can
+# make a test write its disk cache into mutmut's copy of the sample, which fails the next run's clean
+# check: each run starts without it.
 mutation: setup
+	rm -rf mutants/dataset/oxford-iiit-pet-sample/.cache
 	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2
 	$(VENV)/bin/mutmut export-cicd-stats
 	$(VENV)/bin/mutmut results
