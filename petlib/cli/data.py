@@ -7,6 +7,8 @@ in an installed package.
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,5 +46,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"Done: {root}")
 
 
-if __name__ == "__main__":
+def console() -> NoReturn:
+    """``petlib-data`` (``pyproject.toml``'s ``[project.scripts]``): :func:`main` with one-line errors."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    console()

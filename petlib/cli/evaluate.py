@@ -18,6 +18,8 @@ whole numbers of 1 or more, ``--device`` one this machine has; anything else is 
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 import argparse
 from collections.abc import Sequence
 
@@ -105,5 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def console() -> NoReturn:
+    """``petlib-eval`` (``pyproject.toml``'s ``[project.scripts]``): :func:`main` with one-line errors."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    console()

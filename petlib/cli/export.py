@@ -11,6 +11,8 @@ files in it are replaced only with ``--overwrite``. What the exported files take
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 import argparse
 from collections.abc import Sequence
 
@@ -80,5 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def console() -> NoReturn:
+    """``petlib-export`` (``pyproject.toml``'s ``[project.scripts]``): :func:`main` with one-line errors."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    console()

@@ -20,6 +20,8 @@ training.
 """
 from __future__ import annotations
 
+from typing import NoReturn
+
 import argparse
 import sys
 import time
@@ -158,5 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if unreadable or unmatched else 0
 
 
-if __name__ == "__main__":
+def console() -> NoReturn:
+    """``petlib-predict`` (``pyproject.toml``'s ``[project.scripts]``): :func:`main` with one-line errors."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    console()

@@ -27,7 +27,7 @@ import dataclasses
 import json
 import math
 import typing
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from petlib import distributed as dist
 from petlib.cli.common import (
@@ -196,5 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def console() -> NoReturn:
+    """``petlib-train`` (``pyproject.toml``'s ``[project.scripts]``): :func:`main` with one-line errors."""
     run_main(main)
+
+
+if __name__ == "__main__":
+    console()

@@ -5,6 +5,7 @@ console scripts), on a 4-channel UNet trained by ``python -m petlib.train``; the
 same ``main`` in this process (conftest's ``command``), on conftest's ``trained_unet``, the same
 run trained once for the whole session.
 """
+import importlib
 import json
 import re
 import subprocess
@@ -248,9 +249,12 @@ def test_console_commands_are_installed_for_each_module():
     installed = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name.startswith("petlib-")}
     assert set(installed) == set(COMMANDS) == {"petlib-train", "petlib-eval", "petlib-predict", "petlib-data",
                                                "petlib-export"}, "reinstall: pip install -e '.[dev]'"
+    modules = {"petlib-train": "train", "petlib-eval": "evaluate", "petlib-predict": "predict", "petlib-data": "data",
+               "petlib-export": "export"}
     for name, target in installed.items():
         module, function = target.split(":")
-        assert module == "petlib.cli" and callable(getattr(__import__(module, fromlist=[function]), function))
+        assert (module, function) == (f"petlib.cli.{modules[name]}", "console"), target
+        assert callable(getattr(importlib.import_module(module), function))
 
 
 @pytest.mark.slow  # child processes: the installed console scripts

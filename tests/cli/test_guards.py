@@ -88,12 +88,20 @@ def test_inference_prints_the_scores_evaluate_checkpoint_returns(trained_unet, s
                                 "with flip TTA" if used_tta else "without TTA")
 
 
-def test_inference_at_original_size_prints_score_at_original_size(trained_unet, succeed):
+def test_inference_at_original_size_prints_score_at_original_size(trained_unet, succeed, tmp_path):
+    # Five test images, not 60: decoding and scoring each at its own size is the cost, the same per image.
+    root = tmp_path / "five"
+    (root / "annotations").mkdir(parents=True)
+    (root / "images").symlink_to(SAMPLE_ROOT / "images", target_is_directory=True)
+    (root / "annotations" / "trimaps").symlink_to(SAMPLE_ROOT / "annotations" / "trimaps", target_is_directory=True)
+    lines = (SAMPLE_ROOT / "annotations" / "test.txt").read_text().splitlines()
+    (root / "annotations" / "test.txt").write_text("\n".join(lines[::12]) + "\n")  # one in 12: all three breeds
     path = trained_unet.checkpoint
-    stdout = succeed(evaluate_main, "--model_path", str(path), "--data_path", SAMPLE, "--no_card",
+    stdout = succeed(evaluate_main, "--model_path", str(path), "--data_path", str(root), "--no_card",
                      "--original_size")
     model, checkpoint = load_model(path)
-    expected = score_at_original_size(model, SAMPLE, "test", image_size=32, tta=validated_tta(checkpoint))
+    expected = score_at_original_size(model, root, "test", image_size=32, tta=validated_tta(checkpoint))
+    assert expected["count"] == 5
     [(dice, iou)] = re.findall(r"^test Dice (\S+) \| test IoU (\S+) \(at each image's original", stdout, flags=re.M)
     score(dice), score(iou)
     assert (dice, iou) == (f"{expected['dice']:.4f}", f"{expected['iou']:.4f}")

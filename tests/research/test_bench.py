@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from petlib.research import bench
-from petlib.research.bench.report import main as bench_main
 from petlib.research.bench import harness
+from petlib.research.bench.report import main as bench_main
 from petlib.training.config import TrainConfig
 
 
@@ -22,11 +22,11 @@ def test_quick_run_prints_every_table_with_ratios(tmp_path, capsys):
     assert out.read_text().strip() == printed.strip()
     for heading in ('## What "auto" chose', "## Peak arithmetic rate", "## Networks", "## Speed options",
                     "## Data loader", "### The whole shipped sample (300 images)", "### A synthetic full-size set",
-                    "## Epochs of `fit`"):
+                    "## Where an epoch goes"):
         assert heading in printed
     assert "train: petlib / this" in printed and "infer: petlib / this" in printed and "Why: " in printed
     assert "train % peak" in printed and "train % datasheet" in printed and "vs JPEG" in printed
-    assert "data share" in printed
+    assert "| epoch | epoch s | loader wait | augment | train steps | validation | kept checkpoint |" in printed
     rows = [line for line in printed.splitlines() if line.startswith("| unet | 32 | ablation: petlib, options off |")]
     assert len(rows) == 1 and rows[0].count("(1 repeat) |") == 2  # train and inference ratios, one repeat
     if bench.smp_available():
@@ -448,10 +448,12 @@ def test_epoch_section_times_fit_s_own_loaders(tmp_path, capsys):
     lines = (SAMPLE_ROOT / "annotations" / "trainval.txt").read_text().splitlines()
     (root / "annotations" / "trainval.txt").write_text("\n".join(lines[:11]) + "\n")
     (root / "annotations" / "test.txt").write_text(lines[0] + "\n")
-    s = Settings(device=torch.device("cpu"), models=[], sizes=[], batch_size=2, repeats=1, seconds=0.01,
+    s = Settings(device=torch.device("cpu"), models=["unet"], sizes=[], batch_size=2, repeats=1, seconds=0.01,
                  skip_peer=False, memory=False, data_path=root, loader_size=16, loader_batch_size=4, epoch_size=16,
                  epoch_batch_size=4, epochs=1, matmul_sizes=[64], config=TrainConfig(amp="off", channels_last="off"))
     section_epoch(s, print)
     printed = capsys.readouterr().out
-    assert "9 train + 2 valid images" in printed  # lines 0 and 10 of trainval.txt validate
+    assert "unet, 16 px, batch 4:" in printed
+    (row,) = [line for line in printed.splitlines() if line.startswith("| 1 |")]
+    assert row.count("(") == 9 and "validation" in printed  # nine parts, each with its share of the epoch
     assert any(line.startswith("| 1 |") for line in printed.splitlines())
