@@ -54,7 +54,7 @@ from petlib.evaluation.predict import (
 )
 from petlib.training.checkpoint import load_model
 from petlib.training.config import TrainConfig
-from petlib.training.device import pick_device
+from petlib.training.device import inference_layout, pick_device
 
 __all__ = ["build_parser", "main"]
 
@@ -105,7 +105,7 @@ def _segment(args: argparse.Namespace, paths: Sequence[Path], out: Path) -> tupl
     """Masks (and overlays) of ``paths`` into ``out``; ``(photos written, unreadable files)``."""
     device = pick_device(args.device)
     model, checkpoint = load_model(args.model_path)
-    model.to(device)
+    inference_layout(model, device, checkpoint.get("config", {}).get("channels_last", "auto"))
     size = args.image_size or TrainConfig.from_dict(checkpoint.get("config", {})).image_size
     validated = validated_tta(checkpoint)
     chosen = tta_choice(args.tta)

@@ -18,7 +18,7 @@ from petlib.data.dataset import DEFAULT_ROOT, load_dataset
 from petlib.evaluation.predict import predict_logits_at_size, validated_tta
 from petlib.training.checkpoint import load_model
 from petlib.training.config import TrainConfig
-from petlib.training.device import autocast_dtype, pick_device
+from petlib.training.device import autocast_dtype, inference_layout, pick_device
 from petlib.training.engine import evaluate
 
 __all__ = ["evaluate_checkpoint", "evaluate_model", "score_at_original_size"]
@@ -84,8 +84,8 @@ def evaluate_model(
     model is moved to ``device``.
     """
     torch_device = pick_device(device)
-    model.to(torch_device)
     config = TrainConfig.from_dict(checkpoint.get("config", {}))
+    inference_layout(model, torch_device, config.channels_last)
     validated = validated_tta(checkpoint)
     tta = validated if tta is None else tta
     size = image_size or config.image_size

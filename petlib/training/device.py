@@ -11,9 +11,12 @@ decides per machine, from evidence:
   micro-benchmark (a few hundred milliseconds, once per process) finds a training step of a
   convolution block clearly faster than in float32. Where bf16 is emulated (AVX2-only CPUs)
   it is many times slower, so it stays off there.
-- **channels-last** is on for CUDA and off on a CPU: there the probe's reading of it swung
-  between runs on one 2-core machine (1.50x and 1.24x in two benchmark reports, below 1.0 under
-  load), so a choice made from it would change from run to run. ``channels_last="on"`` forces it.
+- **channels-last** is on for CUDA and the CPU, in training and inference (:func:`inference_layout`).
+  It is not decided by the probe: on a small conv block its reading swung between runs (1.50x,
+  1.24x, 0.93x on 2-core machines), while the whole network, timed by ``python -m
+  petlib.research.bench --sections networks options``, gained on the CPU: ResNet34-UNet at 128 px,
+  batch 8, float32, AMD EPYC (AVX2 only), 2026-12-04: inference 1.25x (1.18-1.26), training 1.01x
+  (1.01-1.02). ``channels_last="off"`` turns it off.
 - the **fused AdamW** update is on for CUDA and the CPU.
 
 :func:`speed_options` returns what a config comes to on a device, with the reason for each
@@ -36,7 +39,8 @@ from petlib import distributed as dist
 
 __all__ = [
     "pick_device", "seed_everything", "autocast", "autocast_dtype", "cpu_bf16_native", "CpuProbe", "probe_cpu",
-    "SpeedOptions", "speed_options", "FUSED_OPTIMIZER_AUTO", "MIN_SPEEDUP",
+    "SpeedOptions", "speed_options", "FUSED_OPTIMIZER_AUTO", "MIN_SPEEDUP", "CHANNELS_LAST_AUTO",
+    "use_channels_last", "inference_layout", "model_format", "images_format",
 ]
 
 
@@ -169,6 +173,8 @@ def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | Non
 
 #: Device types on which a fused Adam(W) update is on by default.
 FUSED_OPTIMIZER_AUTO = ("cuda", "cpu")
+#: Device types on which models and batches are channels-last by default (the module docstring).
+CHANNELS_LAST_AUTO = ("cuda", "cpu")
 
 
 @dataclass(frozen=True)
@@ -185,10 +191,7 @@ class SpeedOptions:
 def speed_options(config, device: torch.device) -> SpeedOptions:
     """Resolve ``config``'s (a :class:`~petlib.training.config.TrainConfig`) "auto"/"on"/"off" speed options for ``device``."""
     amp_dtype = autocast_dtype(device, config.amp)
-    if config.channels_last == "auto":
-        channels_last = device.type == "cuda"
-    else:
-        channels_last = config.channels_last == "on"
+    channels_last = use_channels_last(device, config.channels_last)
     fused = config.fused_optimizer == "on" or (config.fused_optimizer == "auto" and device.type in FUSED_OPTIMIZER_AUTO)
     reason = ""
     if device.type == "cpu" and config.amp == "auto":
@@ -202,3 +205,33 @@ def speed_options(config, device: torch.device) -> SpeedOptions:
         reason = "CUDA: autocast, channels-last and cuDNN autotuning on"
     # Fixed input sizes: let cuDNN try its kernels once and keep the fastest.
     return SpeedOptions(amp_dtype, channels_last, fused, cudnn_benchmark=device.type == "cuda", reason=reason)
+
+
+def use_channels_last(device: torch.device, setting: str = "auto") -> bool:
+    """Whether ``setting`` ("auto", "on", "off": a config's ``channels_last``) means channels-last on ``device``."""
+    if setting == "auto":
+        return device.type in CHANNELS_LAST_AUTO
+    return setting == "on"
+
+
+def inference_layout(model: nn.Module, device: torch.device | str, setting: str = "auto") -> nn.Module:
+    """``model`` moved to ``device``, channels-last where :func:`use_channels_last` says so.
+
+    Inputs need no change: :func:`petlib.training.engine.predict_logits` gives the images the
+    model's layout.
+    """
+    device = torch.device(device)
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if use_channels_last(device, setting) else model
+
+
+def model_format(model: nn.Module) -> torch.memory_format:
+    """channels_last if ``model``'s first 4-d weight (its first convolution) is stored so, else contiguous."""
+    weight = next((p for p in model.parameters() if p.dim() == 4), None)
+    return torch.contiguous_format if weight is None else images_format(weight)
+
+
+def images_format(images: torch.Tensor) -> torch.memory_format:
+    """channels_last if ``images`` (N, C, H, W) are stored so, else contiguous."""
+    channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+    return torch.channels_last if channels_last else torch.contiguous_format

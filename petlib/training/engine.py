@@ -32,7 +32,9 @@ from petlib.losses import build_loss
 from petlib.metrics import dice_per_image, iou_per_image
 from petlib.models import build_model, eval_mode
 from petlib.training.config import TrainConfig
-from petlib.training.device import SpeedOptions, autocast, pick_device, seed_everything, speed_options
+from petlib.training.device import (
+    SpeedOptions, autocast, images_format, model_format, pick_device, seed_everything, speed_options,
+)
 from petlib.training.optim import build_optimizer, build_scheduler
 from petlib.training.rundir import ResumePoint, RunFiles, RunPaths
 
@@ -173,18 +175,14 @@ def predict_logits(model: nn.Module, images: Tensor, tta: bool = False) -> Tenso
     """Logits ``(N, 1, H, W)`` for images ``(N, 3, H, W)`` in [0, 1].
 
     With ``tta`` the logits are averaged with those of the horizontally flipped images
-    (flipped back), a cheap ensemble that smooths borders.
+    (flipped back), a cheap ensemble that smooths borders. The images take the layout of the
+    model's first convolution (channels-last or not): a mixed pair runs the slow path.
     """
+    images = images.contiguous(memory_format=model_format(model))
     logits = model(images)
     if tta:
         logits = (logits + model(images.flip(-1)).flip(-1)) / 2
     return logits
-
-
-def images_format(images: Tensor) -> torch.memory_format:
-    """channels_last if ``images`` (N, C, H, W) are stored so, else contiguous."""
-    channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 @torch.inference_mode()

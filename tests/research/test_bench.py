@@ -63,7 +63,8 @@ def test_cuda_defaults_resolve_without_a_gpu(monkeypatch, bf16):
                                use_bf16=False)
     monkeypatch.setattr(device, "probe_cpu", lambda: emulated)
     cpu = bench.petlib_candidate("resnet34_unet", torch.device("cpu"))
-    assert cpu.amp_dtype is None and not cpu.channels_last
+    assert cpu.amp_dtype is None and cpu.channels_last
+    assert not bench.petlib_candidate("resnet34_unet", torch.device("cpu"), TrainConfig(channels_last="off")).channels_last
     assert cpu.fused_optimizer  # measured faster for training on the CPU too
     off = bench.petlib_candidate("unet", torch.device("cuda"), TrainConfig(amp="off", channels_last="off"))
     assert off.amp_dtype is None and not off.channels_last
@@ -333,10 +334,10 @@ def test_the_report_says_which_path_auto_chose_and_why(monkeypatch, capsys, nati
     assert "avx512_bf16 " + ("yes" if native else "no") in printed and "amx_bf16 no" in printed
     assert "float32 100.0 ms" in printed
     if native:
-        assert "Chosen: bfloat16 autocast, channels-last off" in printed and "2.00x faster in bf16 (used)" in printed
+        assert "Chosen: bfloat16 autocast, channels-last on" in printed and "2.00x faster in bf16 (used)" in printed
         assert "bf16 autocast 50.0 ms (2.00x)" in printed
     else:
-        assert "Chosen: float32, channels-last off" in printed and "without native bf16" in printed
+        assert "Chosen: float32, channels-last on" in printed and "without native bf16" in printed
         assert "not timed (emulated bf16)" in printed
 
 

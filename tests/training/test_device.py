@@ -1,4 +1,4 @@
-"""The device and the "auto" speed options: bf16 and channels-last on a CPU only where measured faster."""
+"""The device and the "auto" speed options: bf16 on a CPU only where measured faster, channels-last on."""
 import pytest
 import torch
 
@@ -25,17 +25,17 @@ def test_native_and_faster_bf16_is_chosen(fake_cpu):
     fake_cpu(True, {(None, False): 1.0, (torch.bfloat16, False): 0.6, (torch.bfloat16, True): 0.58})
     assert dev.autocast_dtype(CPU, "auto") == torch.bfloat16
     options = dev.speed_options(TrainConfig(), CPU)
-    assert options.amp_dtype == torch.bfloat16 and not options.channels_last  # never "auto" on a CPU
+    assert options.amp_dtype == torch.bfloat16 and options.channels_last  # on whatever the probe read
     assert "1.67x faster in bf16" in options.reason and "used" in options.reason
 
 
 def test_emulated_bf16_is_never_timed_nor_used(fake_cpu):
-    fake_cpu(False, {(None, False): 1.0, (None, True): 0.8})  # a bf16 key would raise KeyError: never timed
+    fake_cpu(False, {(None, False): 1.0, (None, True): 1.2})  # a bf16 key would raise KeyError: never timed
     assert dev.autocast_dtype(CPU, "auto") is None
     options = dev.speed_options(TrainConfig(), CPU)
-    assert options.amp_dtype is None and not options.channels_last  # however fast the probe found it
+    assert options.amp_dtype is None and options.channels_last  # however slow the probe found it
     assert "without native bf16" in options.reason
-    assert dev.speed_options(TrainConfig(channels_last="on"), CPU).channels_last
+    assert not dev.speed_options(TrainConfig(channels_last="off"), CPU).channels_last
 
 
 def test_native_but_not_faster_bf16_stays_off(fake_cpu):
@@ -76,3 +76,28 @@ def test_cpu_bf16_native_agrees_with_the_cpu_flags():
     except OSError:
         pytest.skip("no /proc/cpuinfo")
     assert dev.cpu_bf16_native() == (" avx512_bf16" in flags or " amx_bf16" in flags)
+
+
+# ----------------------------------------------------------------------------- channels-last for inference
+
+
+def test_inference_layout_follows_the_setting_and_predict_logits_matches_either_layout():
+    from petlib.models import build_model
+    from petlib.training.device import inference_layout, use_channels_last
+    from petlib.training.device import model_format
+    from petlib.training.engine import predict_logits
+
+    cpu = torch.device("cpu")
+    assert use_channels_last(cpu) and use_channels_last(torch.device("cuda")) and not use_channels_last(cpu, "off")
+    assert not use_channels_last(torch.device("mps")) and use_channels_last(torch.device("mps"), "on")
+    torch.manual_seed(0)
+    model = build_model("unet", base_channels=4).eval()
+    images = torch.rand(2, 3, 32, 32)  # (N, 3, S, S), contiguous
+    expected = predict_logits(model, images, tta=True)
+    assert model_format(model) == torch.contiguous_format
+    assert inference_layout(model, "cpu", "off") is model and model_format(model) == torch.contiguous_format
+    inference_layout(model, "cpu")
+    assert model_format(model) == torch.channels_last
+    logits = predict_logits(model, images, tta=True)  # contiguous images into a channels-last model
+    assert logits.shape == (2, 1, 32, 32)
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)

@@ -412,7 +412,7 @@ def test_each_epochs_shuffle_depends_on_the_seed_and_the_epoch_only(tmp_path, ti
 
 
 def test_images_format_keeps_channels_last_batches_channels_last():
-    from petlib.training.engine import images_format
+    from petlib.training.device import images_format
 
     images = torch.rand(2, 3, 4, 4)
     assert images_format(images) == torch.contiguous_format
