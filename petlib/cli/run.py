@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from petlib.cli.common import argument_parser, examples
 from petlib.data.dataset import DEFAULT_ROOT, SAMPLE_ROOT, dataset_present
 from petlib.evaluation.score import evaluate_checkpoint
 from petlib.evaluation.tables import format_table
@@ -95,7 +96,13 @@ def _time_left(config: TrainConfig, start: float) -> Callable[[dict[str, float]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m petlib.run", description=__doc__.split("\n\n")[0])
+    prog = "python -m petlib.run"
+    parser = argument_parser(prog, __doc__, epilog=examples(
+        prog,
+        ("", "the full dataset if it is in dataset/oxford-iiit-pet, else the embedded sample (what `make run` does)"),
+        ("--sample", "the embedded sample even where the full dataset is present"),
+        ("--sample --epochs 2 --subset 16", "a one-minute check that everything runs"),
+    ))
     parser.add_argument("--sample", "--quick", action="store_true",
                         help="train on the embedded sample even if the full dataset is there")
     parser.add_argument("--data_path", "--data-path", type=Path, default=DEFAULT_ROOT,
