@@ -11,12 +11,13 @@ decides per machine, from evidence:
   micro-benchmark (a few hundred milliseconds, once per process) finds a training step of a
   convolution block clearly faster than in float32. Where bf16 is emulated (AVX2-only CPUs)
   it is many times slower, so it stays off there.
-- **channels-last** is on for CUDA and the CPU, in training and inference (:func:`inference_layout`).
-  It is not decided by the probe: on a small conv block its reading swung between runs (1.50x,
-  1.24x, 0.93x on 2-core machines), while the whole network, timed by ``python -m
-  petlib.research.bench --sections networks options``, gained on the CPU: ResNet34-UNet at 128 px,
-  batch 8, float32, AMD EPYC (AVX2 only), 2026-12-04: inference 1.25x (1.18-1.26), training 1.01x
-  (1.01-1.02). ``channels_last="off"`` turns it off.
+- **channels-last** is on for CUDA; on the CPU it is on for inference (:func:`inference_layout`)
+  and off for training. It is not decided by the probe (on a small conv block its reading swung
+  between runs: 1.50x, 1.24x, 0.93x on 2-core machines) but by the whole networks, timed by
+  ``python -m petlib.research.bench``: on a 2-core AMD EPYC without native bf16, float32, batch 8,
+  2026-12-04, inference gained 1.25x (1.18-1.26; ResNet34-UNet, 128 px) and 1.28x (UNet, 64 px),
+  while training gained 1.01x on the ResNet34-UNet and lost 11 % on the UNet (channels-last off
+  1.12x, 1.11-1.13). ``channels_last="on"``/``"off"`` forces either way.
 - the **fused AdamW** update is on for CUDA and the CPU.
 
 :func:`speed_options` returns what a config comes to on a device, with the reason for each
@@ -40,6 +41,7 @@ from petlib import distributed as dist
 __all__ = [
     "pick_device", "seed_everything", "autocast", "autocast_dtype", "cpu_bf16_native", "CpuProbe", "probe_cpu",
     "SpeedOptions", "speed_options", "FUSED_OPTIMIZER_AUTO", "MIN_SPEEDUP", "CHANNELS_LAST_AUTO",
+    "CHANNELS_LAST_INFERENCE_AUTO",
     "use_channels_last", "inference_layout", "model_format", "images_format",
 ]
 
@@ -173,8 +175,10 @@ def autocast_dtype(device: torch.device, amp: str = "auto") -> torch.dtype | Non
 
 #: Device types on which a fused Adam(W) update is on by default.
 FUSED_OPTIMIZER_AUTO = ("cuda", "cpu")
-#: Device types on which models and batches are channels-last by default (the module docstring).
-CHANNELS_LAST_AUTO = ("cuda", "cpu")
+#: Device types on which models and batches are channels-last by default (the module docstring):
+#: in training, and in inference.
+CHANNELS_LAST_AUTO = ("cuda",)
+CHANNELS_LAST_INFERENCE_AUTO = ("cuda", "cpu")
 
 
 @dataclass(frozen=True)
@@ -207,10 +211,11 @@ def speed_options(config, device: torch.device) -> SpeedOptions:
     return SpeedOptions(amp_dtype, channels_last, fused, cudnn_benchmark=device.type == "cuda", reason=reason)
 
 
-def use_channels_last(device: torch.device, setting: str = "auto") -> bool:
-    """Whether ``setting`` ("auto", "on", "off": a config's ``channels_last``) means channels-last on ``device``."""
+def use_channels_last(device: torch.device, setting: str = "auto", *, inference: bool = False) -> bool:
+    """Whether ``setting`` ("auto", "on", "off": a config's ``channels_last``) means channels-last on ``device``,
+    for training or, with ``inference``, for predicting."""
     if setting == "auto":
-        return device.type in CHANNELS_LAST_AUTO
+        return device.type in (CHANNELS_LAST_INFERENCE_AUTO if inference else CHANNELS_LAST_AUTO)
     return setting == "on"
 
 
@@ -222,7 +227,7 @@ def inference_layout(model: nn.Module, device: torch.device | str, setting: str 
     """
     device = torch.device(device)
     model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if use_channels_last(device, setting) else model
+    return model.to(memory_format=torch.channels_last) if use_channels_last(device, setting, inference=True) else model
 
 
 def model_format(model: nn.Module) -> torch.memory_format:

@@ -57,14 +57,16 @@ def test_cuda_defaults_resolve_without_a_gpu(monkeypatch, bf16):
     cuda = bench.petlib_candidate("resnet34_unet", torch.device("cuda"))
     assert cuda.amp_dtype == (torch.bfloat16 if bf16 else torch.float16)
     assert cuda.channels_last and cuda.cudnn_benchmark and cuda.fused_optimizer and not cuda.compile
-    # A CPU without native bf16 (faked): float32, and channels-last only where the probe found it faster.
+    # A CPU without native bf16 (faked): float32; channels-last in inference, not in training, whatever the probe read.
     from petlib.training import device
     emulated = device.CpuProbe(native_bf16=False, float32_s=1.0, bf16_s=None, channels_last_s=1.0,
                                use_bf16=False)
     monkeypatch.setattr(device, "probe_cpu", lambda: emulated)
     cpu = bench.petlib_candidate("resnet34_unet", torch.device("cpu"))
-    assert cpu.amp_dtype is None and cpu.channels_last
-    assert not bench.petlib_candidate("resnet34_unet", torch.device("cpu"), TrainConfig(channels_last="off")).channels_last
+    assert cpu.amp_dtype is None and not cpu.channels_last and cpu.infers_channels_last
+    assert cpu.options == "float32, channels_last in inference, fused AdamW"
+    off_cpu = bench.petlib_candidate("resnet34_unet", torch.device("cpu"), TrainConfig(channels_last="off"))
+    assert not off_cpu.channels_last and not off_cpu.infers_channels_last
     assert cpu.fused_optimizer  # measured faster for training on the CPU too
     off = bench.petlib_candidate("unet", torch.device("cuda"), TrainConfig(amp="off", channels_last="off"))
     assert off.amp_dtype is None and not off.channels_last
@@ -334,10 +336,10 @@ def test_the_report_says_which_path_auto_chose_and_why(monkeypatch, capsys, nati
     assert "avx512_bf16 " + ("yes" if native else "no") in printed and "amx_bf16 no" in printed
     assert "float32 100.0 ms" in printed
     if native:
-        assert "Chosen: bfloat16 autocast, channels-last on" in printed and "2.00x faster in bf16 (used)" in printed
+        assert "Chosen: bfloat16 autocast, channels-last off in training, on in inference" in printed and "2.00x faster in bf16 (used)" in printed
         assert "bf16 autocast 50.0 ms (2.00x)" in printed
     else:
-        assert "Chosen: float32, channels-last on" in printed and "without native bf16" in printed
+        assert "Chosen: float32, channels-last off in training, on in inference" in printed and "without native bf16" in printed
         assert "not timed (emulated bf16)" in printed
 
 

@@ -1,4 +1,5 @@
-"""The device and the "auto" speed options: bf16 on a CPU only where measured faster, channels-last on."""
+"""The device and the "auto" speed options: bf16 on a CPU only where measured faster; channels-last on a CPU
+in inference only."""
 import pytest
 import torch
 
@@ -25,17 +26,17 @@ def test_native_and_faster_bf16_is_chosen(fake_cpu):
     fake_cpu(True, {(None, False): 1.0, (torch.bfloat16, False): 0.6, (torch.bfloat16, True): 0.58})
     assert dev.autocast_dtype(CPU, "auto") == torch.bfloat16
     options = dev.speed_options(TrainConfig(), CPU)
-    assert options.amp_dtype == torch.bfloat16 and options.channels_last  # on whatever the probe read
+    assert options.amp_dtype == torch.bfloat16 and not options.channels_last  # whatever the probe read
     assert "1.67x faster in bf16" in options.reason and "used" in options.reason
 
 
 def test_emulated_bf16_is_never_timed_nor_used(fake_cpu):
-    fake_cpu(False, {(None, False): 1.0, (None, True): 1.2})  # a bf16 key would raise KeyError: never timed
+    fake_cpu(False, {(None, False): 1.0, (None, True): 0.8})  # a bf16 key would raise KeyError: never timed
     assert dev.autocast_dtype(CPU, "auto") is None
     options = dev.speed_options(TrainConfig(), CPU)
-    assert options.amp_dtype is None and options.channels_last  # however slow the probe found it
+    assert options.amp_dtype is None and not options.channels_last  # however fast the probe found it
     assert "without native bf16" in options.reason
-    assert not dev.speed_options(TrainConfig(channels_last="off"), CPU).channels_last
+    assert dev.speed_options(TrainConfig(channels_last="on"), CPU).channels_last
 
 
 def test_native_but_not_faster_bf16_stays_off(fake_cpu):
@@ -88,8 +89,9 @@ def test_inference_layout_follows_the_setting_and_predict_logits_matches_either_
     from petlib.training.engine import predict_logits
 
     cpu = torch.device("cpu")
-    assert use_channels_last(cpu) and use_channels_last(torch.device("cuda")) and not use_channels_last(cpu, "off")
-    assert not use_channels_last(torch.device("mps")) and use_channels_last(torch.device("mps"), "on")
+    assert use_channels_last(torch.device("cuda")) and not use_channels_last(cpu) and use_channels_last(cpu, "on")
+    assert use_channels_last(cpu, inference=True) and not use_channels_last(cpu, "off", inference=True)
+    assert not use_channels_last(torch.device("mps"), inference=True) and use_channels_last(torch.device("mps"), "on")
     torch.manual_seed(0)
     model = build_model("unet", base_channels=4).eval()
     images = torch.rand(2, 3, 32, 32)  # (N, 3, S, S), contiguous

@@ -13,6 +13,7 @@ the ratio measures the network and its speed options only.
 """
 from __future__ import annotations
 
+import copy
 import gc
 import statistics
 import time
@@ -27,7 +28,7 @@ from petlib.losses import build_loss
 from petlib.models import build_model
 from petlib.training import engine
 from petlib.training.config import TrainConfig
-from petlib.training.device import autocast, speed_options
+from petlib.training.device import autocast, speed_options, use_channels_last
 from petlib.training.engine import to_device
 from petlib.training.optim import build_optimizer
 
@@ -61,6 +62,11 @@ class Candidate:
     cudnn_benchmark: bool = True
     fused_optimizer: bool = False
     compile_mode: str = "default"
+    inference_channels_last: bool | None = None  # None: as in training (``channels_last``)
+
+    @property
+    def infers_channels_last(self) -> bool:
+        return self.channels_last if self.inference_channels_last is None else self.inference_channels_last
 
     def build(self) -> nn.Module:
         if self.source == "smp":
@@ -74,6 +80,8 @@ class Candidate:
         parts = [str(self.amp_dtype).removeprefix("torch.") + " autocast" if self.amp_dtype else "float32"]
         if self.channels_last:
             parts.append("channels_last")
+        elif self.infers_channels_last:
+            parts.append("channels_last in inference")
         if self.fused_optimizer:
             parts.append("fused AdamW")
         if self.compile:
@@ -89,6 +97,7 @@ def petlib_candidate(model: str, device: torch.device, config: TrainConfig | Non
         "petlib", model, amp_dtype=options.amp_dtype, channels_last=options.channels_last,
         compile=config.compile, compile_mode=config.compile_mode, cudnn_benchmark=options.cudnn_benchmark,
         fused_optimizer=options.fused_optimizer,
+        inference_channels_last=use_channels_last(device, config.channels_last, inference=True),
     )
 
 
@@ -157,7 +166,14 @@ class Runner:
         self.train_batch = random_batch(batch_size, size, device)
         # Evaluation runs at twice the training batch, as the engine's does; converted to float
         # (and channels_last) once here, so that inference times the network alone.
-        self.eval_images, _ = to_device(random_batch(2 * batch_size, size, device), device, candidate.channels_last)
+        # Inference runs in petlib's inference layout (channels-last on the CPU too: inference_layout),
+        # on a copy where that differs from training's.
+        self.infer_model = model
+        if candidate.infers_channels_last != candidate.channels_last:
+            layout = torch.channels_last if candidate.infers_channels_last else torch.contiguous_format
+            self.infer_model = copy.deepcopy(model).to(memory_format=layout)
+        self.eval_images, _ = to_device(random_batch(2 * batch_size, size, device), device,
+                                        candidate.infers_channels_last)
 
     def _set_cudnn(self) -> None:
         if self.device.type == "cuda":
@@ -180,7 +196,7 @@ class Runner:
         """Seconds for ``steps`` forward passes in eval and inference mode (eval batch)."""
         self._set_cudnn()
         with autocast(self.device, self.candidate.amp_dtype):
-            return time_forward(self.model, self.eval_images, steps)
+            return time_forward(self.infer_model, self.eval_images, steps)
 
 
 def _warmup_steps(device: torch.device) -> int:

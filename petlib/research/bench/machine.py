@@ -52,7 +52,9 @@ def section_auto(s: Settings, print_: Callable[[str], None]) -> None:
     options = petlib_device.speed_options(s.config, s.device)
     chosen = ", ".join([
         (str(options.amp_dtype).removeprefix("torch.") + " autocast") if options.amp_dtype else "float32",
-        "channels-last " + ("on" if options.channels_last else "off"),
+        "channels-last " + ("on" if options.channels_last else "off") + " in training, "
+        + ("on" if petlib_device.use_channels_last(s.device, s.config.channels_last, inference=True) else "off")
+        + " in inference",
         "fused AdamW " + ("on" if options.fused_optimizer else "off"),
     ] + (["cudnn.benchmark on" if options.cudnn_benchmark else "cudnn.benchmark off"] if s.device.type == "cuda" else []))
     print_("## What \"auto\" chose on this machine\n")
@@ -68,7 +70,7 @@ def section_auto(s: Settings, print_: Callable[[str], None]) -> None:
         print_(f"The probe (`petlib.training.device.probe_cpu`, best of 3, forward + backward of two 64-channel "
                f"conv-BN-ReLU layers, batch 4 at 64x64): float32 {1e3 * probe.float32_s:.1f} ms, "
                f"bf16 autocast {bf16}, channels-last in the chosen precision "
-               f"{1e3 * probe.channels_last_s:.1f} ms ({probe.channels_last_speedup:.2f}x, reported only: on a "
-               f"CPU channels-last is off unless asked for); bf16 turns on at {petlib_device.MIN_SPEEDUP:.2f}x "
+               f"{1e3 * probe.channels_last_s:.1f} ms ({probe.channels_last_speedup:.2f}x, reported only: "
+               f"channels-last is chosen from whole networks, see `petlib.training.device`); bf16 turns on at {petlib_device.MIN_SPEEDUP:.2f}x "
                f"or more. The probe ran once in this "
                f"process, on whatever else the machine was doing then.\n")

@@ -182,9 +182,12 @@ def section_options(s: Settings, print_: Callable[[str], None]) -> None:
     flips = [
         replace(default, label="amp " + ("off" if default.amp_dtype else "on"),
                 amp_dtype=None if default.amp_dtype else autocast_dtype(s.device, "on")),
-        replace(default, label="channels_last " + ("off" if default.channels_last else "on"),
-                channels_last=not default.channels_last),
     ]
+    # channels-last in training and inference alike, each state the defaults are not in (on a CPU the
+    # defaults train without it and predict with it: both flips then show).
+    flips += [replace(default, label=f"channels_last {'on' if on else 'off'}", channels_last=on,
+                      inference_channels_last=on)
+              for on in (True, False) if (on, on) != (default.channels_last, default.infers_channels_last)]
     flips.append(replace(default, label="fused AdamW " + ("off" if default.fused_optimizer else "on"),
                          fused_optimizer=not default.fused_optimizer))
     if s.device.type == "cuda":
