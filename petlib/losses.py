@@ -10,7 +10,7 @@ over many pixels in a soft Dice lose precision in half floats.
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

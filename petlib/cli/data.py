@@ -7,11 +7,10 @@ in an installed package.
 """
 from __future__ import annotations
 
-from typing import NoReturn
-
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from petlib.cli.common import argument_parser, examples, option, prog, run_main
 from petlib.data import DEFAULT_ROOT, download

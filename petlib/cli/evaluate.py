@@ -18,10 +18,9 @@ whole numbers of 1 or more, ``--device`` one this machine has; anything else is 
 """
 from __future__ import annotations
 
-from typing import NoReturn
-
 import argparse
 from collections.abc import Sequence
+from typing import NoReturn
 
 from petlib.cli.common import (
     Switch,

@@ -11,10 +11,9 @@ files in it are replaced only with ``--overwrite``. What the exported files take
 """
 from __future__ import annotations
 
-from typing import NoReturn
-
 import argparse
 from collections.abc import Sequence
+from typing import NoReturn
 
 from petlib.cli.common import Switch, add_tta_flag, argument_parser, examples, option, prog, run_main, tta_choice
 from petlib.evaluation.export import FORMATS, MissingPackageError, check_export, export_checkpoint

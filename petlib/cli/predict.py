@@ -20,13 +20,12 @@ training.
 """
 from __future__ import annotations
 
-from typing import NoReturn
-
 import argparse
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from PIL import Image

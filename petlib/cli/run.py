@@ -19,8 +19,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from petlib.cli.common import argument_parser, examples
 from petlib.data.dataset import DEFAULT_ROOT, SAMPLE_ROOT, dataset_present

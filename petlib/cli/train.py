@@ -27,7 +27,8 @@ import dataclasses
 import json
 import math
 import typing
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from petlib import distributed as dist
 from petlib.cli.common import (

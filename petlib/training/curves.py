@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 __all__ = ["plot_history", "HISTORY_PANELS", "write_curves_png", "CurvesPNG", "TensorBoardLog", "TENSORBOARD_SCALARS"]
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -32,9 +33,8 @@ from petlib.losses import build_loss
 from petlib.metrics import dice_per_image, iou_per_image
 from petlib.models import build_model, eval_mode
 from petlib.training.config import TrainConfig
-from petlib.training.device import (
-    SpeedOptions, autocast, images_format, model_format, pick_device, seed_everything, speed_options,
-)
+from petlib.training.device import SpeedOptions, autocast, images_format, model_format, pick_device, seed_everything
+from petlib.training.device import speed_options
 from petlib.training.optim import build_optimizer, build_scheduler
 from petlib.training.rundir import ResumePoint, RunFiles, RunPaths
 

@@ -84,8 +84,7 @@ def test_cpu_bf16_native_agrees_with_the_cpu_flags():
 
 def test_inference_layout_follows_the_setting_and_predict_logits_matches_either_layout():
     from petlib.models import build_model
-    from petlib.training.device import inference_layout, use_channels_last
-    from petlib.training.device import model_format
+    from petlib.training.device import inference_layout, model_format, use_channels_last
     from petlib.training.engine import predict_logits
 
     cpu = torch.device("cpu")
