@@ -53,8 +53,9 @@ def test_the_card_holds_what_decides_between_checkpoints(run):
     assert "data_path" not in data and card["config"]["data_path"] == "dataset/oxford-iiit-pet-sample"
     assert data["images"] == {"train": 8, "valid": 8} and data["subset"] == 8
     assert "every 10th line of annotations/trainval.txt" in data["split"] and "CC BY-SA 4.0" in data["licence"]
-    # petlib's recipe trains without validation; this run validates (conftest's tiny_config).
-    assert card["recipe"]["closest"] == "petlib" and card["recipe"]["changed"] == {"validate": True}
+    # petlib's recipe trains without validation, a UNet in batches of 8; this run validates, in batches of 4
+    # (conftest's tiny_config).
+    assert card["recipe"]["closest"] == "petlib" and card["recipe"]["changed"] == {"batch_size": 4, "validate": True}
     assert card["recipe"]["settings"]["loss"] == "bce+dice" and card["recipe"]["settings"]["lr"] == 3e-4
     training = card["training"]
     assert training["epochs_planned"] == training["epochs_trained"] == 2 and training["finished"] is True

@@ -72,3 +72,14 @@ def test_who_validates():
     assert recipe("lab").validate is True and recipe("smp").validate is True
     assert all(settings["validate"] is True for settings in SAMPLE_SETTINGS.values())
     assert sample_config("unet", "somewhere").validate is True
+
+
+def test_the_batch_size_defaults_per_network_and_an_explicit_one_is_kept():
+    from petlib.training.config import DEFAULT_BATCH_SIZE
+
+    assert DEFAULT_BATCH_SIZE == {"unet": 8, "resnet34_unet": 16}
+    assert TrainConfig(model="unet").batch_size == 8 and TrainConfig(model="resnet34_unet").batch_size == 16
+    assert TrainConfig(model="unet", batch_size=16).batch_size == 16
+    resolved = TrainConfig(model="unet")
+    assert TrainConfig.from_dict(resolved.to_dict()).batch_size == 8  # checkpoints record the batch they used
+    assert recipe("lab", model="unet").batch_size == recipe("smp", model="unet").batch_size == 16  # theirs, not ours
