@@ -126,7 +126,7 @@ def run_command(main: Callable[[Sequence[str] | None], int | None], *argv: str |
         except SystemExit as exit_:
             code = exit_.code
             status = code if isinstance(code, int) else (0 if code is None else 1)
-        except Exception:
+        except Exception:  # noqa: BLE001 - what Python does with an exception nothing caught
             err.write(traceback.format_exc())
             status = 1
         else:  # run_main always exits

@@ -86,7 +86,7 @@ def test_split_mean_is_per_image_not_per_batch():
     assert result["dice"] == pytest.approx(0.75)
     assert result["iou"] == pytest.approx(0.75)
     # The loss too: each batch's mean loss counts once per image in it.
-    first_pixel_is_pet = lambda lo, ma: (lo[:, 0, 0, 0] > 0).float().mean()
+    first_pixel_is_pet = lambda lo, ma: (lo[:, 0, 0, 0] > 0).float().mean()  # noqa: E731
     assert scored_by_evaluate(logits, masks, 3, first_pixel_is_pet)["loss"] == pytest.approx(0.75)
 
 

@@ -122,7 +122,8 @@ class HelpFormatter(argparse.HelpFormatter):
 def examples(prog: str, *lines: tuple[str, str]) -> str:
     """An epilog for ``--help``: each ``(arguments, what it does)`` as a command line of ``prog``, the
     name that was typed, with its comment on the next line. :class:`HelpFormatter` keeps its line breaks."""
-    return "examples:\n" + "\n".join(f"  {prog} {arguments}".rstrip() + f"\n      # {what}" for arguments, what in lines)
+    return "examples:\n" + "\n".join(f"  {prog} {arguments}".rstrip() + f"\n      # {what}"
+                                       for arguments, what in lines)
 
 
 def argument_parser(prog: str, doc: str | None, **kwargs: Any) -> argparse.ArgumentParser:

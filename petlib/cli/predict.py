@@ -104,8 +104,9 @@ def _segment(args: argparse.Namespace, paths: Sequence[Path], out: Path) -> tupl
     """Masks (and overlays) of ``paths`` into ``out``; ``(photos written, unreadable files)``."""
     device = pick_device(args.device)
     model, checkpoint = load_model(args.model_path)
-    inference_layout(model, device, checkpoint.get("config", {}).get("channels_last", "auto"))
-    size = args.image_size or TrainConfig.from_dict(checkpoint.get("config", {})).image_size
+    config = TrainConfig.from_dict(checkpoint.get("config", {}))
+    inference_layout(model, device, config.channels_last)
+    size = args.image_size or config.image_size
     validated = validated_tta(checkpoint)
     chosen = tta_choice(args.tta)
     tta = validated if chosen is None else chosen

@@ -69,7 +69,8 @@ CHOICES: dict[str, Sequence[str]] = {
 #: What a field's default means where the value alone would not say (None, mostly).
 DEFAULT_MEANING: dict[str, str] = {
     "lr": "petlib's rate for the model: " + ", ".join(f"{name} {rate:g}" for name, rate in DEFAULT_LR.items()),
-    "batch_size": "petlib's batch for the model: " + ", ".join(f"{name} {size}" for name, size in DEFAULT_BATCH_SIZE.items()),
+    "batch_size": "petlib's batch for the model: "
+                  + ", ".join(f"{name} {size}" for name, size in DEFAULT_BATCH_SIZE.items()),
     "subset": "every image",
     "eval_batch_size": "2 x batch_size",
     "num_workers": "0 from the cache or on the CPU, else 4",

@@ -183,7 +183,7 @@ def pick_examples(scores: Sequence[float] | np.ndarray, k: int = 2) -> dict[str,
     median = float(np.median(scores)) if n else 0.0
     rest = [i for i in range(n) if i not in worst and i not in best]
     typical = sorted(rest, key=lambda i: (abs(scores[i] - median), i))[:k]
-    by_score = lambda indices: sorted(indices, key=lambda i: (-scores[i], i))
+    by_score = lambda indices: sorted(indices, key=lambda i: (-scores[i], i))  # noqa: E731
     return {"best": by_score(best), "typical": by_score(typical), "worst": by_score(worst)}
 
 

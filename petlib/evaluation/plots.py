@@ -24,7 +24,7 @@ TRIMAP_NAMES = {1: "pet", 2: "background", 3: "border (counted as pet)"}
 OUTCOME_COLORS = {"true positive": (40, 200, 80), "false positive": (230, 40, 200), "false negative": (30, 140, 255)}
 # Training curves are drawn by the training layer (each run writes <name>_curves.png); the same
 # function serves the notebooks.
-from petlib.training.curves import HISTORY_PANELS, plot_history
+from petlib.training.curves import HISTORY_PANELS, plot_history  # noqa: E402
 
 
 def to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:

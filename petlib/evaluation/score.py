@@ -81,7 +81,8 @@ def evaluate_model(
 
     ``model, checkpoint = load_model(path)`` then ``evaluate_model(model, checkpoint, ...)``:
     the checkpoint dict supplies the training size, AMP setting and validation TTA. The
-    model is moved to ``device``.
+    model is moved to ``device``, channels-last where inference is faster so
+    (:func:`~petlib.training.device.inference_layout`).
     """
     torch_device = pick_device(device)
     config = TrainConfig.from_dict(checkpoint.get("config", {}))

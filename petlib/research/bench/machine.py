@@ -71,6 +71,7 @@ def section_auto(s: Settings, print_: Callable[[str], None]) -> None:
                f"conv-BN-ReLU layers, batch 4 at 64x64): float32 {1e3 * probe.float32_s:.1f} ms, "
                f"bf16 autocast {bf16}, channels-last in the chosen precision "
                f"{1e3 * probe.channels_last_s:.1f} ms ({probe.channels_last_speedup:.2f}x, reported only: "
-               f"channels-last is chosen from whole networks, see `petlib.training.device`); bf16 turns on at {petlib_device.MIN_SPEEDUP:.2f}x "
+               f"channels-last is chosen from whole networks, see `petlib.training.device`); "
+               f"bf16 turns on at {petlib_device.MIN_SPEEDUP:.2f}x "
                f"or more. The probe ran once in this "
                f"process, on whatever else the machine was doing then.\n")
