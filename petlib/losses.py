@@ -16,7 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SoftDiceLoss", "BCEDiceLoss", "LovaszHingeLoss", "BCELovaszLoss", "lovasz_grad", "LOSSES", "build_loss"]
+__all__ = [
+    "SoftDiceLoss", "BCEDiceLoss", "LovaszHingeLoss", "BCELovaszLoss", "lovasz_grad", "LOSSES",
+    "WEIGHTED_DICE_LOSSES", "build_loss",
+]
 
 
 class SoftDiceLoss(nn.Module):
@@ -156,9 +159,21 @@ LOSSES: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def build_loss(name: str) -> nn.Module:
-    """The loss called ``name`` (one of :data:`LOSSES`)."""
-    try:
+#: The losses with a soft Dice term next to BCE, whose Dice weight can change.
+WEIGHTED_DICE_LOSSES = ("bce+dice", "bce+dice_pooled")
+
+
+def build_loss(name: str, dice_weight: float = 1.0) -> nn.Module:
+    """The loss called ``name`` (one of :data:`LOSSES`).
+
+    ``dice_weight`` scales the soft Dice term against BCE's weight of 1 in the losses of
+    :data:`WEIGHTED_DICE_LOSSES`; any other loss takes only the default of 1.
+    """
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}")
+    if dice_weight == 1.0:
         return LOSSES[name]()
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; valid losses: {', '.join(LOSSES)}") from None
+    if name not in WEIGHTED_DICE_LOSSES:
+        raise ValueError(f"dice_weight={dice_weight:g} needs a loss with a Dice term next to BCE "
+                         f"({', '.join(WEIGHTED_DICE_LOSSES)}), not {name!r}")
+    return LOSSES[name](dice_weight=dice_weight)

@@ -77,6 +77,7 @@ DEFAULT_MEANING: dict[str, str] = {
     "run_name": "the model name",
     "device": "CUDA, then MPS, then the CPU",
     "grad_clip": f"{TrainConfig.grad_clip}; none disables clipping",
+    "ema_decay": "none: keep the weights as trained, not their moving average",
     "cache": "true: decode once into memory; disk: into a file reused by later runs",
 }
 

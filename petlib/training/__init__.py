@@ -6,7 +6,8 @@ Read it in this order:
    recipes; :mod:`~petlib.training.settings` -- which settings a run gets on the full dataset,
    on the embedded sample, or in quick mode (the notebooks' one switch);
 2. :mod:`~petlib.training.device` -- device, seeds, autocast and the speed options "auto" picks;
-3. :mod:`~petlib.training.optim` -- the optimiser and the per-step learning-rate schedule;
+3. :mod:`~petlib.training.optim` -- the optimiser, the per-step learning-rate schedule and the
+   weights' moving average; :mod:`~petlib.training.loaders` -- a run's loaders, batches on the device;
 4. :mod:`~petlib.training.checkpoint` -- a checkpoint is one dict, written atomically;
 5. :mod:`~petlib.training.rundir` -- the run's folder: its file names, the history CSV, the resume
    point, and what is written each epoch; :mod:`~petlib.training.card` (the model card) and

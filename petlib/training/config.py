@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from petlib.data.transforms import Augment
-from petlib.losses import LOSSES
+from petlib.losses import LOSSES, WEIGHTED_DICE_LOSSES
 from petlib.models import MODELS
 
 __all__ = [
@@ -82,7 +82,11 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     min_lr: float = 1e-5  # final learning rate of "cosine"
     grad_clip: float | None = 1.0  # max gradient norm; None disables
+    # Keep an exponential moving average of the weights (decay per optimiser step, e.g. 0.98);
+    # it is what the run validates and keeps. None: the weights as trained.
+    ema_decay: float | None = None
     loss: str = "bce+dice"  # one of petlib.losses.LOSSES: "bce" (the lab's), "dice", "bce+dice", ...
+    dice_weight: float = 1.0  # the soft Dice term's weight against BCE's 1 in "bce+dice" losses
     # Leave the trimap's border band (class 3, the outline between pet and background) out of the
     # training loss; it is still scored as pet.
     ignore_border: bool = False
@@ -131,6 +135,9 @@ class TrainConfig:
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("scheduler", self.scheduler, SCHEDULERS)
         _check_choice("loss", self.loss, tuple(LOSSES))
+        _check_number("dice_weight", self.dice_weight, 0)
+        if self.dice_weight != 1.0 and self.loss not in WEIGHTED_DICE_LOSSES:
+            _invalid("dice_weight", self.dice_weight, f"1 for loss {self.loss!r} (it has no BCE + Dice weights)")
         for option in ("amp", "channels_last", "fused_optimizer"):
             _check_choice(option, getattr(self, option), SWITCH_VALUES)
         _check_choice("compile_mode", self.compile_mode, COMPILE_MODES)
@@ -159,6 +166,7 @@ class TrainConfig:
         _check_number("warmup_epochs", self.warmup_epochs, 0)
         _check_number("min_lr", self.min_lr, 0)
         _check_number("grad_clip", self.grad_clip, 0, low_open=True, optional=True)
+        _check_number("ema_decay", self.ema_decay, 0, low_open=True, high=1, high_open=True, optional=True)
         _check_number("crop_scale_min", self.crop_scale_min, 0, low_open=True)
         if isinstance(self.crop_scale_max, bool) or not isinstance(self.crop_scale_max, (int, float)) \
                 or not self.crop_scale_min <= self.crop_scale_max < math.inf:

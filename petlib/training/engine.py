@@ -16,96 +16,37 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from petlib import distributed as dist
-from petlib.data.dataset import load_dataset
 from petlib.data.transforms import Augment
 from petlib.losses import build_loss
 from petlib.metrics import dice_per_image, iou_per_image
 from petlib.models import build_model, eval_mode
 from petlib.training.config import TrainConfig
-from petlib.training.device import SpeedOptions, autocast, images_format, model_format, pick_device, seed_everything
-from petlib.training.device import speed_options
-from petlib.training.optim import build_optimizer, build_scheduler
+from petlib.training.device import (
+    SpeedOptions,
+    autocast,
+    images_format,
+    model_format,
+    pick_device,
+    seed_everything,
+    speed_options,
+)
+from petlib.training.loaders import eval_batch_size, make_loaders, to_device
+from petlib.training.loaders import set_epoch as _set_epoch
+from petlib.training.optim import build_ema, build_optimizer, build_scheduler
 from petlib.training.rundir import ResumePoint, RunFiles, RunPaths
 
-__all__ = ["train_one_epoch", "evaluate", "predict_logits", "fit", "to_device", "FitResult", "make_loaders"]
-
-# --------------------------------------------------------------------------- data
-
-
-def make_loaders(
-    config: TrainConfig, device: torch.device, modes: Iterable[str] | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> dict[str, DataLoader]:
-    """A run's loaders for ``modes``: :func:`~petlib.data.load_dataset` with ``config``'s settings.
-
-    ``modes`` defaults to what :func:`fit` uses: ``("train", "valid")``, or ``("train",)``
-    without validation (``config.validate`` off), when "train" is every trainval image.
-
-    ``config.batch_size`` is the batch size **per process**; evaluation uses
-    ``config.eval_batch_size`` (default twice the training batch: no activations are kept).
-    Training batches are shuffled (reseeded every epoch by :func:`fit`) and a ragged last one
-    is dropped. With ``dtype=torch.uint8`` (what :func:`fit` uses) images and masks arrive as
-    uint8, a quarter of the bytes to collate and copy, and :func:`train_one_epoch` and
-    :func:`evaluate` convert them on the device.
-    """
-    num_workers = config.num_workers
-    if num_workers is None:
-        # Worker processes pass every batch through shared memory, which costs more than reading
-        # the decode-once cache in this process (benchmarks/results/2026-11-26-cpu-loader-epoch.md):
-        # only JPEG decoding for a GPU needs them.
-        num_workers = 0 if (config.cache or device.type == "cpu") else 4
-    if modes is None:
-        modes = ("train", "valid") if config.validate else ("train",)
-    # Without a validation split the run trains on every trainval line, the valid ones too.
-    train_split = "train" if config.validate else "trainval"
-    return {
-        mode: load_dataset(
-            config.data_path, train_split if mode == "train" else mode,
-            config.batch_size if mode == "train" else eval_batch_size(config),
-            image_size=config.image_size, num_workers=num_workers, cache=config.cache, drop_last=mode == "train",
-            shuffle=mode == "train", pin_memory=device.type == "cuda", subset=config.subset, dtype=dtype,
-            seed=config.seed,
-        )
-        for mode in modes
-    }
-
-
-def eval_batch_size(config: TrainConfig) -> int:
-    """``config.eval_batch_size``, by default twice the training batch (no activations are kept)."""
-    return config.eval_batch_size or 2 * config.batch_size
-
-
-def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
-    """Make the shuffling of ``epoch`` a function of (seed, epoch) only, so resume replays it."""
-    sampler = loader.sampler
-    if isinstance(sampler, DistributedSampler):
-        sampler.set_epoch(epoch)
-    elif isinstance(sampler, RandomSampler) and sampler.generator is not None:
-        sampler.generator.manual_seed(seed * 100_003 + epoch)
-
-
-def to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> tuple[Tensor, Tensor]:
-    """A batch's images ``(N, 3, H, W)`` float in [0, 1] and masks ``(N, 1, H, W)`` float 0/1 on ``device``."""
-    images = batch["image"].to(device, non_blocking=True)
-    masks = batch["mask"].to(device, non_blocking=True)
-    if images.dtype == torch.uint8:  # loaders from make_loaders deliver uint8 0..255
-        images = images.float().div_(255)
-        masks = masks.float()
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images, masks
-
+__all__ = ["FitResult", "evaluate", "fit", "make_loaders", "predict_logits", "to_device", "train_one_epoch"]
 
 # --------------------------------------------------------------------------- loops
 
@@ -124,6 +65,7 @@ def train_one_epoch(
     grad_clip: float | None = None,
     channels_last: bool = False,
     ignore_border: bool = False,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
     progress: bool = True,
     description: str = "train",
 ) -> float:
@@ -131,7 +73,8 @@ def train_one_epoch(
 
     Each step: (1) move the batch to the device, (2) augment it there, (3) forward under
     autocast, (4) backward through ``scaler`` (which scales for fp16 only), (5) clip the
-    gradient norm, (6) step the optimiser and the per-step schedule. The running loss stays on the device; it is
+    gradient norm, (6) step the optimiser and the per-step schedule, (7) update the weights'
+    moving average ``ema`` if there is one. The running loss stays on the device; it is
     read back once per epoch (and every 20 steps for the progress bar) because reading a
     GPU number forces the host to wait for the GPU. With ``ignore_border`` the loss leaves
     out the trimap's border pixels (``loss_fn(logits, masks, weight)``).
@@ -161,6 +104,8 @@ def train_one_epoch(
         scaler.update()
         if scheduler is not None:
             scheduler.step()
+        if ema is not None:
+            ema.update_parameters(model)
         total += loss.detach()
         steps += 1
         if steps % 20 == 0 and not bar.disable:
@@ -259,7 +204,8 @@ def evaluate(
 
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the trained model (last epoch), history and file paths."""
+    """What :func:`fit` returns: the trained model (last epoch; with ``ema_decay`` its weights' moving
+    average), history and file paths."""
 
     model: nn.Module
     history: list[dict[str, float]]
@@ -283,8 +229,14 @@ class _Training:
     loss_fn: Callable[..., Tensor]
     augment: Augment | None
     options: SpeedOptions
+    ema: torch.optim.swa_utils.AveragedModel | None = None  # the weights' moving average (config.ema_decay)
     train_model: nn.Module | None = None  # ``model`` wrapped by DDP and/or compiled (see _wrap)
-    eval_model: nn.Module | None = None  # ``model``, compiled when the run compiles
+    eval_model: nn.Module | None = None  # ``model`` or the average's copy, compiled when the run compiles
+
+    @property
+    def kept_model(self) -> nn.Module:
+        """The weights the run validates and keeps: the moving average's copy, or ``model``."""
+        return self.ema.module if self.ema is not None else self.model
     pad_to: int | None = None  # the one evaluation batch size a compiled model sees
 
 
@@ -303,7 +255,7 @@ def _build(config: TrainConfig, device: torch.device, steps_per_epoch: int, resu
     return _Training(
         model, optimizer, build_scheduler(config, optimizer, steps_per_epoch),
         torch.amp.GradScaler(device.type, enabled=options.amp_dtype == torch.float16),
-        build_loss(config.loss), config.augmentation(), options,
+        build_loss(config.loss, config.dice_weight), config.augmentation(), options, build_ema(config, model),
     )
 
 
@@ -315,13 +267,14 @@ def _wrap(training: _Training, config: TrainConfig, device: torch.device, distri
     recompiles and "reduce-overhead" can replay each as a CUDA graph. Checkpoints hold the
     plain module's weights.
     """
-    model = training.train_model = training.eval_model = training.model
+    model = training.train_model = training.model
+    training.eval_model = training.kept_model
     if distributed:
         ddp_ids = [device.index] if device.type == "cuda" else None
         training.train_model = nn.parallel.DistributedDataParallel(model, device_ids=ddp_ids)
     if config.compile:
         training.train_model = torch.compile(training.train_model, mode=config.compile_mode)
-        training.eval_model = torch.compile(model, mode=config.compile_mode)
+        training.eval_model = torch.compile(training.kept_model, mode=config.compile_mode)
         training.pad_to = eval_batch
 
 
@@ -338,11 +291,13 @@ def _run_epoch(epoch: int, config: TrainConfig, training: _Training, loaders: di
         training.train_model, loaders["train"], training.optimizer, training.loss_fn, device,
         scheduler=training.scheduler, augment=training.augment, scaler=training.scaler, amp_dtype=options.amp_dtype,
         grad_clip=config.grad_clip, channels_last=options.channels_last, ignore_border=config.ignore_border,
-        progress=progress, description=f"epoch {epoch}/{config.epochs}",
+        ema=training.ema, progress=progress, description=f"epoch {epoch}/{config.epochs}",
     )
     # DDP keeps the weights equal but each process updated its own BatchNorm statistics:
     # use rank 0's everywhere, the ones its checkpoint holds.
     dist.broadcast_buffers(training.model)
+    if training.ema is not None:
+        dist.broadcast_buffers(training.ema.module)
     # Validate the plain (or compiled plain) module: DDP's forward hooks are for training only.
     val = {"loss": math.nan, "dice": math.nan, "iou": math.nan}  # no validation split: NaN in the history
     if "valid" in loaders:
@@ -422,11 +377,11 @@ def fit(
     seed_everything(config.seed)
     loaders = make_loaders(config, device, dtype=torch.uint8)
     training = _build(config, device, len(loaders["train"]), resuming=resumed.state is not None)
-    run = resumed.apply(training.model, training.optimizer, training.scheduler, training.scaler)
+    run = resumed.apply(training.model, training.optimizer, training.scheduler, training.scaler, training.ema)
     _wrap(training, config, device, distributed, eval_batch=eval_batch_size(config))
     # 4. The run's files (petlib.training.rundir): written by the main process only.
     files = RunFiles(config, paths, training.model, training.optimizer, training.scheduler, training.scaler,
-                     {mode: len(loader.dataset) for mode, loader in loaders.items()}, device, log)
+                     {mode: len(loader.dataset) for mode, loader in loaders.items()}, device, log, training.ema)
     if dist.is_main():
         files.start(Path(tensorboard) / config.name if tensorboard else None, first_epoch=run.next_epoch)
     log(_start_message(config, device, loaders, training.options))
@@ -442,6 +397,6 @@ def fit(
     # 6. The final curves and the best checkpoint's card.
     card_file = files.finish(run, resumed=resumed.state is not None) if dist.is_main() else None
     dist.barrier()
-    return FitResult(training.model, run.history, paths.best, paths.last if config.save_last else None,
+    return FitResult(training.kept_model, run.history, paths.best, paths.last if config.save_last else None,
                      paths.history, run.best_dice, curves_file=files.curves.written,
                      curves_skipped=files.curves.skipped, card_file=card_file)

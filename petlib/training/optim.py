@@ -5,10 +5,11 @@ import math
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from petlib.training.config import OPTIMIZERS, SCHEDULERS, TrainConfig
 
-__all__ = ["build_optimizer", "build_scheduler"]
+__all__ = ["build_optimizer", "build_scheduler", "build_ema"]
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module, fused: bool = False) -> torch.optim.Optimizer:
@@ -63,3 +64,18 @@ def build_scheduler(
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     raise ValueError(f"unknown scheduler {config.scheduler!r}; valid: {', '.join(SCHEDULERS)}")
+
+
+def build_ema(config: TrainConfig, model: nn.Module) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights, or None when ``config.ema_decay`` is None.
+
+    After every optimiser step ``ema.update_parameters(model)`` moves each averaged tensor
+    ``decay`` of the way towards itself and ``1 - decay`` towards the model's: a decay of 0.98
+    averages over the last ~50 steps. Buffers (BatchNorm's running statistics) are averaged too,
+    so the averaged copy evaluates without a pass to recompute them. torch's
+    :class:`~torch.optim.swa_utils.AveragedModel` keeps the copy (on the model's device and in
+    its memory layout) and copies the weights at its first update.
+    """
+    if config.ema_decay is None:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)

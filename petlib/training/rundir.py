@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from petlib import distributed as dist
 from petlib.models import count_parameters
@@ -229,15 +230,24 @@ class ResumePoint:
         return config, cls(state, paths.last)
 
     def apply(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-              scheduler: torch.optim.lr_scheduler.LRScheduler | None, scaler: torch.amp.GradScaler) -> Progress:
-        """Load the stored model, optimiser, schedule and scaler states; the progress so far.
+              scheduler: torch.optim.lr_scheduler.LRScheduler | None, scaler: torch.amp.GradScaler,
+              ema: AveragedModel | None = None) -> Progress:
+        """Load the stored model, optimiser, schedule, scaler and weight-average states; the progress so far.
 
         A scaler disabled (no float16) ignores its state; one enabled reads the state an fp16 run stored.
+        With ``ema`` the checkpoint's ``model_state`` is the average and ``training_model_state``
+        the weights as trained (see :meth:`RunFiles.checkpoint`).
         """
         if self.state is None:
             return Progress()
         state = self.state
-        load_state_dict(model, state["model_state"], source=str(self.source))
+        source = str(self.source)
+        if ema is not None:
+            load_state_dict(model, state["training_model_state"], source=source)
+            load_state_dict(ema.module, state["model_state"], source=source)
+            ema.n_averaged.fill_(int(state["ema_updates"]))
+        else:
+            load_state_dict(model, state["model_state"], source=source)
         optimizer.load_state_dict(state["optimizer_state"])
         if scheduler is not None and state.get("scheduler_state") is not None:
             scheduler.load_state_dict(state["scheduler_state"])
@@ -266,6 +276,7 @@ class RunFiles:
     split_sizes: Mapping[str, int]
     device: torch.device
     log: Callable[[str], None]
+    ema: AveragedModel | None = None  # the weights' moving average, when the run keeps one
     curves: CurvesPNG = field(init=False)
     board: TensorBoardLog | None = field(default=None, init=False)  # set by start() with a TensorBoard folder
     best_replaced: bool = field(default=False, init=False)  # whether this run wrote a new best checkpoint
@@ -290,12 +301,18 @@ class RunFiles:
             self.board = TensorBoardLog(tensorboard, self.log, first_epoch)
 
     def checkpoint(self, progress: Progress, epoch: int, resume_point: bool = False) -> dict[str, Any]:
-        """The checkpoint dict after ``epoch``; a ``resume_point`` also holds the optimiser, schedule and scaler."""
+        """The checkpoint dict after ``epoch``; a ``resume_point`` also holds the optimiser, schedule and scaler.
+
+        ``model_state`` is the weights to use: the moving average's when the run keeps one, so every
+        reader of checkpoints gets them; a resume point then also holds the weights as trained
+        (``training_model_state``) and the average's update count (``ema_updates``).
+        """
         config = self.config
+        ema = self.ema
         checkpoint = {
             "model_name": config.model,
             "model_kwargs": config.model_kwargs,
-            "model_state": self.model.state_dict(),
+            "model_state": (ema.module if ema is not None else self.model).state_dict(),
             "config": config.to_dict(),
             "history": progress.history,
             "epoch": epoch,
@@ -306,6 +323,9 @@ class RunFiles:
             checkpoint["optimizer_state"] = self.optimizer.state_dict()
             checkpoint["scheduler_state"] = scheduler.state_dict() if scheduler is not None else None
             checkpoint["scaler_state"] = scaler.state_dict() if scaler.is_enabled() else None
+            if ema is not None:
+                checkpoint["training_model_state"] = self.model.state_dict()
+                checkpoint["ema_updates"] = int(ema.n_averaged)
         return checkpoint
 
     def save_epoch(self, progress: Progress, improved: bool) -> None:
