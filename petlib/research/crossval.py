@@ -72,6 +72,11 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     # the same epochs, and BCE + Lovasz hinge (Berman et al., 2018) instead of BCE + soft Dice.
     "b8": dict(batch_size=8),
     "lovasz": dict(loss="bce+lovasz"),
+    # ... the soft Dice term weighted 2 against BCE's 1, half the photos with another photo's pet
+    # pasted on (Augment.paste), and the weights' moving average (decay 0.98, ~50 steps) kept.
+    "dice2": dict(dice_weight=2.0),
+    "copy-paste": dict(copy_paste=0.5),
+    "ema": dict(ema_decay=0.98),
 }
 
 

@@ -98,6 +98,7 @@ class TrainConfig:
     crop_scale_max: float = Augment.scale[1]  # above 1 also zooms out (smaller pets, reflected borders)
     rotation: float = Augment.rotation
     color_jitter: float = Augment.color_jitter
+    copy_paste: float = Augment.copy_paste  # probability of pasting another photo's pet (Augment.paste)
     # Evaluation.
     eval_batch_size: int | None = None  # default: 2 x batch_size
     tta: bool = True  # average logits with the horizontally flipped image (validation and test)
@@ -174,6 +175,7 @@ class TrainConfig:
         _check_number("rotation", self.rotation, 0, high=180)
         # A factor of 1 - 1 = 0 would turn images black (brightness) or flat grey (contrast).
         _check_number("color_jitter", self.color_jitter, 0, high=1, high_open=True)
+        _check_number("copy_paste", self.copy_paste, 0, high=1)
         if self.run_name is not None and (not isinstance(self.run_name, str) or not self.run_name
                                           or any(sep in self.run_name for sep in "/\\")):
             _invalid("run_name", self.run_name, "None or a file stem without path separators")
@@ -191,11 +193,11 @@ class TrainConfig:
 
     def augmentation(self) -> Augment | None:
         """The batch augmentation this config asks for (``crop_scale_min``/``max``, ``rotation``,
-        ``color_jitter``), or None when ``augment`` is off."""
+        ``color_jitter``, ``copy_paste``), or None when ``augment`` is off."""
         if not self.augment:
             return None
         return Augment(scale=(self.crop_scale_min, self.crop_scale_max), rotation=self.rotation,
-                       color_jitter=self.color_jitter)
+                       color_jitter=self.color_jitter, copy_paste=self.copy_paste)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -96,3 +96,70 @@ def test_lr_range_test_augments_as_the_config_it_tunes(monkeypatch):
     curve = lr_range_test(config, steps=2)
     assert len(curve) == 2
     assert used and all(a == Augment(scale=(0.5, 1.0), rotation=30.0, color_jitter=0.2) for a in used)
+
+
+# --------------------------------------------------------------------------- copy-paste
+
+NO_GEOMETRY = dict(hflip=False, scale=(1, 1), ratio=(1, 1), rotation=0, color_jitter=0)
+
+
+def _flat_photos(n: int, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Photo ``i`` is one grey level ``(i + 1) / (n + 1)``; its pet a centred square of half the side."""
+    images = ((torch.arange(n) + 1) / (n + 1)).view(n, 1, 1, 1).expand(n, 3, size, size).contiguous()
+    masks = torch.zeros(n, 1, size, size)
+    masks[..., size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1
+    return images, masks
+
+
+def test_copy_paste_pastes_the_previous_photos_pet_and_marks_it_pet():
+    n, size = 6, 32
+    images, masks = _flat_photos(n, size)
+    out_images, out_masks = Augment(**NO_GEOMETRY, copy_paste=1.0)(images, masks,
+                                                                   generator=torch.Generator().manual_seed(0))
+    levels = images[:, 0, 0, 0]
+    for i in range(n):
+        own = (out_images[i, 0] - levels[i]).abs() < 1e-5
+        pasted = (out_images[i, 0] - levels[i - 1]).abs() < 1e-5  # photo i - 1's pet (i = 0: the last photo's)
+        assert (own | pasted).all()  # every pixel is the photo's own or the pasted pet's
+        assert pasted.any() and not (own & pasted).any()
+        assert (out_masks[i, 0][pasted] == 1).all()  # the pasted pet is pet ...
+        assert torch.equal(out_masks[i, 0][own], masks[i, 0][own])  # ... the rest keeps its mask
+        # The pasted square: (0.4 to 0.8 of the side) x half the side, whole (it fits in the frame).
+        side = pasted.sum().item() ** 0.5 / (size / 2)
+        assert 0.4 - 0.1 <= side <= 0.8 + 0.1, side
+
+
+def test_copy_paste_keeps_masks_binary_and_carries_every_mask_plane():
+    images, masks = _flat_photos(8)
+    keep = torch.ones_like(masks)
+    keep[1] = 0  # photo 1's second plane is 0 everywhere: photo 2 gets 0s where 1's pet lands
+    out_images, out_masks = Augment(**NO_GEOMETRY, copy_paste=1.0)(images, torch.cat([masks, keep], 1))
+    assert set(out_masks.unique().tolist()) <= {0.0, 1.0}
+    pasted_on_2 = (out_images[2, 0] - images[1, 0, 0, 0]).abs() < 1e-5
+    assert pasted_on_2.any() and (out_masks[2, 1][pasted_on_2] == 0).all()
+    assert (out_masks[2, 1][~pasted_on_2] == 1).all()
+
+
+def test_copy_paste_probability_and_what_it_leaves_alone():
+    images, masks = _flat_photos(400, size=16)
+    out_images, _ = Augment(**NO_GEOMETRY, copy_paste=0.5)(images, masks, generator=torch.Generator().manual_seed(1))
+    changed = ((out_images - images).abs() > 1e-4).flatten(1).any(1).float().mean().item()
+    assert 0.4 < changed < 0.6
+    # Off (the default), or a batch of one: nothing is pasted and no random number is drawn.
+    augment = Augment(**NO_GEOMETRY)
+    generator = torch.Generator().manual_seed(2)
+    state = generator.get_state()
+    kept_images, kept_masks = augment.paste(images, masks, generator)
+    assert augment.copy_paste == 0.0 and kept_images is images and kept_masks is masks
+    kept_images, kept_masks = Augment(copy_paste=1.0).paste(images[:1], masks[:1], generator)
+    assert torch.equal(kept_images, images[:1]) and torch.equal(kept_masks, masks[:1])
+    assert torch.equal(generator.get_state(), state)
+
+
+def test_copy_paste_comes_from_the_config_and_is_checked():
+    from petlib.training.config import TrainConfig
+
+    assert TrainConfig(copy_paste=0.5).augmentation() == Augment(copy_paste=0.5)
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="copy_paste"):
+            TrainConfig(copy_paste=bad)
