@@ -227,9 +227,16 @@ def build_card(
         "weight_decay": config.weight_decay, "scheduler": config.scheduler, "grad_clip": config.grad_clip,
         "batch_size_per_process": config.batch_size, "augment": config.augment, "seed": config.seed,
     }
+    # Knobs off by default appear only when a run turns them on.
+    if config.dice_weight != 1.0:
+        recipe_settings["dice_weight"] = config.dice_weight
+    if config.ema_decay is not None:
+        recipe_settings["ema_decay"] = config.ema_decay
     if config.augment:
         recipe_settings.update(crop_scale=[config.crop_scale_min, config.crop_scale_max], rotation=config.rotation,
                                color_jitter=config.color_jitter)
+        if config.copy_paste:
+            recipe_settings["copy_paste"] = config.copy_paste
     epochs_trained = len(history)
     validation: dict[str, Any] | None = None
     if best is not None:

@@ -57,6 +57,8 @@ def test_the_card_holds_what_decides_between_checkpoints(run):
     # (conftest's tiny_config).
     assert card["recipe"]["closest"] == "petlib" and card["recipe"]["changed"] == {"batch_size": 4, "validate": True}
     assert card["recipe"]["settings"]["loss"] == "bce+dice" and card["recipe"]["settings"]["lr"] == 3e-4
+    # The knobs that are off (Dice weight 1, no weight average, no copy-paste) are left out.
+    assert not {"dice_weight", "ema_decay", "copy_paste"} & set(card["recipe"]["settings"])
     training = card["training"]
     assert training["epochs_planned"] == training["epochs_trained"] == 2 and training["finished"] is True
     assert training["best_epoch"] == best["epoch"] and training["image_size"] == 16
@@ -197,3 +199,11 @@ def test_a_card_of_the_first_layout_is_rewritten_without_its_paths_and_keeps_its
     card = read_card(copy)
     assert card["card_format"] == 2 and [(row["dice"], row["tta"]) for row in card["test"]] == [(0.5, False), (0.61, True)]
     assert str(SAMPLE_ROOT) not in card_paths(copy)[0].read_text()
+
+
+def test_the_card_names_the_knobs_a_run_turns_on():
+    from petlib.training.card import build_card
+
+    config = TrainConfig(model="unet", dice_weight=2.0, ema_decay=0.98, copy_paste=0.5)
+    settings = build_card(config, [], checkpoint_path="unet.pth", parameters=1)["recipe"]["settings"]
+    assert (settings["dice_weight"], settings["ema_decay"], settings["copy_paste"]) == (2.0, 0.98, 0.5)
