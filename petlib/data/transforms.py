@@ -125,16 +125,24 @@ class Augment:
         # output -> input: (x - t) / side, with the shrunk photo inside the frame (|t| <= 1 - side).
         tx = self._uniform(n, -1, 1, images, generator) * (1 - side)
         ty = self._uniform(n, -1, 1, images, generator) * (1 - side)
+        rows = chosen.nonzero().squeeze(1)  # (M,): only these photos are warped and pasted on
+        if rows.numel() == 0:
+            return images, masks
+        side, tx, ty = side[rows], tx[rows], ty[rows]
         zero = torch.zeros_like(side)
         theta = torch.stack([torch.stack([1 / side, zero, -tx / side], 1),
                              torch.stack([zero, 1 / side, -ty / side], 1)], 1).to(images.dtype)
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-        source_images = F.grid_sample(images.roll(1, 0), grid, mode="bilinear", padding_mode="zeros",
+        sources = (rows - 1) % n  # photo i gets photo i - 1's pet
+        grid = F.affine_grid(theta, [len(rows), *images.shape[1:]], align_corners=False)
+        source_images = F.grid_sample(images[sources], grid, mode="bilinear", padding_mode="zeros",
                                       align_corners=False)
-        source_masks = F.grid_sample(masks.roll(1, 0).to(images.dtype), grid, mode="nearest", padding_mode="zeros",
-                                     align_corners=False)
-        region = (source_masks[:, :1] > 0.5) & chosen.view(n, 1, 1, 1)  # (N, 1, H, W): the pasted pet
-        return torch.where(region, source_images, images), torch.where(region, source_masks.to(masks.dtype), masks)
+        source_masks = F.grid_sample(masks[sources].to(images.dtype), grid, mode="nearest", padding_mode="zeros",
+                                     align_corners=False).to(masks.dtype)
+        region = source_masks[:, :1] > 0.5  # (M, 1, H, W): the pasted pet
+        images, masks = images.clone(), masks.clone()
+        images[rows] = torch.where(region, source_images, images[rows])
+        masks[rows] = torch.where(region, source_masks, masks[rows])
+        return images, masks
 
     @torch.no_grad()
     def __call__(
